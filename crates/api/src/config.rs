@@ -1,0 +1,90 @@
+//! Configuration of the api, read from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | required | `mysql://user:pass@host:3306/db` |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis used to publish events |
+//! | `JWT_SECRET` | required | HS256 secret that signs user tokens |
+//! | `JWT_ISSUER` | unset | when set, tokens must carry this `iss` |
+//! | `JWT_AUDIENCE` | unset | when set, tokens must carry this `aud` |
+//! | `WEBHOOK_API_KEYS` | required | comma-separated keys for server-to-server calls |
+//! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |
+//! | `API_WORKERS` | number of CPUs | HTTP worker threads |
+//! | `DATABASE_POOL_SIZE` | `16` | MySQL connections per process |
+//! | `REDIS_POOL_SIZE` | `8` | Redis connections per process |
+//! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
+//! | `LOG_FORMAT` | `text` | `text` or `json` |
+//! | `RUST_LOG` | `info` | log filter |
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context};
+use notify_auth::{ApiKeys, JwtConfig};
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub jwt: JwtConfig,
+    pub api_keys: ApiKeys,
+    pub addr: SocketAddr,
+    pub workers: Option<usize>,
+    pub database_pool_size: usize,
+    pub redis_pool_size: usize,
+    pub channel_prefix: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let api_keys = ApiKeys::parse(&required("WEBHOOK_API_KEYS")?);
+        if api_keys.is_empty() {
+            bail!("WEBHOOK_API_KEYS must list at least one key");
+        }
+        Ok(Self {
+            database_url: required("DATABASE_URL")?,
+            redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            jwt: jwt_from_env()?,
+            api_keys,
+            addr: parsed("API_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            workers: parsed("API_WORKERS")?,
+            database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(16),
+            redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(8),
+            channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
+        })
+    }
+}
+
+/// The JWT settings, shared with the gateway's configuration.
+pub fn jwt_from_env() -> anyhow::Result<JwtConfig> {
+    let secret = required("JWT_SECRET")?;
+    if secret.len() < 16 {
+        bail!("JWT_SECRET must be at least 16 bytes");
+    }
+    Ok(JwtConfig {
+        secret: secret.into_bytes(),
+        issuer: optional("JWT_ISSUER"),
+        audience: optional("JWT_AUDIENCE"),
+    })
+}
+
+pub fn required(name: &str) -> anyhow::Result<String> {
+    optional(name).with_context(|| format!("missing required setting {name}"))
+}
+
+pub fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+pub fn parsed<T>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    optional(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid value for {name}: {e}"))
+        })
+        .transpose()
+}

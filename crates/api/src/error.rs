@@ -1,0 +1,136 @@
+//! The one error type of the api. Every refusal has a stable snake_case code
+//! and is sent as `{"error":{"code":"...","message":"..."}}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use notify_auth::AuthError;
+use notify_store::StoreError;
+use serde_json::json;
+
+/// Seconds a client should wait before retrying when a backing service is
+/// away.
+const RETRY_AFTER_SECS: &str = "2";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("at most {0} recipients per request")]
+    TooManyRecipients(usize),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("notification ids are positive integers")]
+    InvalidId,
+    #[error("Idempotency-Key must be 1 to 200 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("{0}")]
+    MissingCredentials(&'static str),
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("token expired")]
+    TokenExpired,
+    #[error("not found")]
+    NotFound,
+    #[error("service temporarily unavailable, retry later")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::TooManyRecipients(_) => "too_many_recipients",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidId => "invalid_id",
+            ApiError::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ApiError::IdempotencyInProgress => "idempotency_key_in_progress",
+            ApiError::IdempotencyMismatch => "idempotency_key_reused",
+            ApiError::MissingCredentials(_) => "missing_credentials",
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::TokenExpired => "token_expired",
+            ApiError::NotFound => "not_found",
+            ApiError::Unavailable => "service_unavailable",
+            ApiError::Internal => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidBody(_)
+            | ApiError::InvalidField(_)
+            | ApiError::TooManyRecipients(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidId
+            | ApiError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MissingCredentials(_)
+            | ApiError::InvalidApiKey
+            | ApiError::InvalidToken
+            | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            ApiError::MissingCredentials(_)
+            | ApiError::InvalidApiKey
+            | ApiError::InvalidToken
+            | ApiError::TokenExpired => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "MySQL unavailable");
+            ApiError::Unavailable
+        } else {
+            tracing::error!(error = %e, "database error");
+            ApiError::Internal
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Expired => ApiError::TokenExpired,
+            AuthError::Invalid => ApiError::InvalidToken,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The notification api: stores notifications in MySQL and publishes each
+//! change on the recipient's Redis channel once it is committed.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::Application;

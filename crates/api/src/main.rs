@@ -1,0 +1,56 @@
+//! `notify-api` serves the HTTP api; `notify-api migrate` only applies
+//! pending migrations; `notify-api token USER [TTL_SECS]` prints a
+//! development JWT signed with `JWT_SECRET`.
+
+use anyhow::{bail, Context};
+use notify_api::{config, telemetry, Application, Config};
+use notify_auth::{jwt::sign_hs256, Claims};
+
+#[actix_web::main]
+async fn main() {
+    telemetry::init();
+    if let Err(e) = run().await {
+        eprintln!("notify-api: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("serve") => {
+            let app = Application::build(Config::from_env()?).await?;
+            tracing::info!(port = app.port(), "api listening");
+            app.run_until_stopped().await
+        }
+        Some("migrate") => {
+            let url = config::required("DATABASE_URL")?;
+            let applied = notify_store::migrate::run_pending(&url).await?;
+            println!("{applied} migration(s) applied");
+            Ok(())
+        }
+        Some("token") => {
+            let user = args
+                .get(1)
+                .context("usage: notify-api token USER [TTL_SECS]")?;
+            let ttl: u64 = match args.get(2) {
+                Some(ttl) => ttl
+                    .parse()
+                    .context("TTL_SECS must be a number of seconds")?,
+                None => 24 * 3600,
+            };
+            let jwt = config::jwt_from_env()?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let claims = Claims {
+                sub: user.clone(),
+                exp: now + ttl,
+                jti: None,
+            };
+            println!("{}", sign_hs256(&jwt.secret, &claims)?);
+            Ok(())
+        }
+        Some(other) => bail!("unknown command {other:?}; expected serve, migrate or token"),
+    }
+}

@@ -1,0 +1,37 @@
+//! HTTP routes of the api.
+
+pub mod feed;
+pub mod health;
+pub mod send;
+
+use actix_web::{error::InternalError, web, HttpResponse};
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|_, _| ApiError::InvalidId.into()))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::InvalidQuery(format!("invalid query string: {e}")).into()
+        }))
+        .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .route("/v1/notifications", web::post().to(send::send_many))
+        .route("/webhook/notify", web::post().to(send::webhook))
+        .route("/api/notifications", web::get().to(feed::list))
+        .route(
+            "/api/notifications/unread-count",
+            web::get().to(feed::unread_count),
+        )
+        .route("/api/notifications/read-all", web::put().to(feed::read_all))
+        .route(
+            "/api/notifications/{id}/read",
+            web::put().to(feed::read_one),
+        )
+        .route("/api/notifications/{id}", web::delete().to(feed::delete));
+}
+
+/// Unknown paths get the same JSON error shape as everything else.
+pub async fn not_found() -> Result<HttpResponse, InternalError<&'static str>> {
+    Ok(HttpResponse::NotFound()
+        .json(serde_json::json!({"error": {"code": "not_found", "message": "no such route"}})))
+}

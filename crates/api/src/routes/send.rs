@@ -1,0 +1,329 @@
+//! Server-to-server sending: `POST /v1/notifications` (many recipients) and
+//! `POST /webhook/notify` (the single-recipient form existing senders use).
+//! Both validate fully before touching MySQL, store every row in one
+//! multi-row INSERT, and publish one event per recipient after the commit.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use diesel_async::AsyncConnection;
+use notify_auth::{jwt::valid_user_id, ApiKeyId};
+use notify_protocol::Event;
+use notify_store::{Claim, IdempotencyKey, NewNotification, Notification, StoreError};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{api_key_from_headers, require_api_key};
+use crate::body::{self, MAX_BODY_BYTES};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const MAX_RECIPIENTS: usize = 1000;
+pub const MAX_TITLE_CHARS: usize = 255;
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+pub const MAX_TYPE_CHARS: usize = 64;
+pub const MAX_LINK_CHARS: usize = 2048;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+const DEFAULT_TYPE: &str = "generic";
+
+#[derive(Deserialize)]
+struct SendRequest {
+    recipients: Vec<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    title: String,
+    message: String,
+    link: Option<String>,
+    metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookRequest {
+    recipient_id: String,
+    message: String,
+    title: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    link: Option<String>,
+    metadata: Option<Box<RawValue>>,
+    api_key: Option<String>,
+}
+
+/// A request that passed every check.
+struct Content<'a> {
+    kind: &'a str,
+    title: &'a str,
+    message: &'a str,
+    link: Option<&'a str>,
+    metadata: Option<&'a str>,
+}
+
+pub async fn send_many(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sender = require_api_key(&req, &state)?;
+    let idempotency_key = idempotency_key(&req)?;
+    let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
+    let request: SendRequest = body::parse_json(&raw)?;
+    if request.recipients.is_empty() {
+        return Err(ApiError::InvalidField(
+            "recipients must not be empty".into(),
+        ));
+    }
+    if request.recipients.len() > MAX_RECIPIENTS {
+        return Err(ApiError::TooManyRecipients(MAX_RECIPIENTS));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(request.recipients.len());
+    for (i, recipient) in request.recipients.iter().enumerate() {
+        if !valid_user_id(recipient) {
+            return Err(ApiError::InvalidField(format!(
+                "recipients[{i}] must be 1 to 191 characters without control characters or surrounding spaces"
+            )));
+        }
+        if !seen.insert(recipient.as_str()) {
+            return Err(ApiError::InvalidField(format!(
+                "recipients[{i}] is a duplicate"
+            )));
+        }
+    }
+    let content = validate(
+        request.kind.as_deref(),
+        Some(&request.title),
+        &request.message,
+        request.link.as_deref(),
+        request.metadata.as_deref(),
+    )?;
+    let body = store_and_publish(
+        &state,
+        &sender,
+        idempotency_key.map(|k| (k, request_hash(&req, &raw))),
+        &request.recipients,
+        &content,
+        |ids| serde_json::json!({ "ids": ids }).to_string(),
+    )
+    .await?;
+    Ok(accepted(body))
+}
+
+pub async fn webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // A key in the headers is checked before the body is read; senders that
+    // can only put it in the body are checked after parsing.
+    let header_key = api_key_from_headers(&req, &state)?;
+    let idempotency_key = idempotency_key(&req)?;
+    let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
+    let parsed = body::parse_json::<WebhookRequest>(&raw);
+    let sender = match header_key {
+        Some(key) => key,
+        None => {
+            let body_key = match &parsed {
+                Ok(request) => request.api_key.as_deref(),
+                Err(_) => None,
+            };
+            match body_key {
+                Some(key) => state.api_keys.verify(key).ok_or(ApiError::InvalidApiKey)?,
+                None => {
+                    return Err(ApiError::MissingCredentials(
+                        "send an API key as Authorization: Bearer <key>, X-Api-Key or apiKey in the body",
+                    ))
+                }
+            }
+        }
+    };
+    let request = parsed?;
+    if !valid_user_id(&request.recipient_id) {
+        return Err(ApiError::InvalidField(
+            "recipientId must be 1 to 191 characters without control characters or surrounding spaces".into(),
+        ));
+    }
+    let content = validate(
+        request.kind.as_deref(),
+        request.title.as_deref(),
+        &request.message,
+        request.link.as_deref(),
+        request.metadata.as_deref(),
+    )?;
+    let body = store_and_publish(
+        &state,
+        &sender,
+        idempotency_key.map(|k| (k, request_hash(&req, &raw))),
+        std::slice::from_ref(&request.recipient_id),
+        &content,
+        |ids| serde_json::json!({ "id": ids.first() }).to_string(),
+    )
+    .await?;
+    Ok(accepted(body))
+}
+
+fn validate<'a>(
+    kind: Option<&'a str>,
+    title: Option<&'a str>,
+    message: &'a str,
+    link: Option<&'a str>,
+    metadata: Option<&'a RawValue>,
+) -> Result<Content<'a>, ApiError> {
+    let kind = kind.unwrap_or(DEFAULT_TYPE);
+    if kind.is_empty()
+        || kind.len() > MAX_TYPE_CHARS
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
+        return Err(ApiError::InvalidField(format!(
+            "type must be 1 to {MAX_TYPE_CHARS} characters of letters, digits, '_', '.', ':' or '-'"
+        )));
+    }
+    let title = title.unwrap_or("");
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::InvalidField(format!(
+            "title must be at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    if message.trim().is_empty() {
+        return Err(ApiError::InvalidField("message must not be empty".into()));
+    }
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ApiError::InvalidField(format!(
+            "message must be at most {MAX_MESSAGE_CHARS} characters"
+        )));
+    }
+    if let Some(link) = link {
+        if link.is_empty()
+            || link.chars().count() > MAX_LINK_CHARS
+            || link.chars().any(char::is_control)
+        {
+            return Err(ApiError::InvalidField(format!(
+                "link must be 1 to {MAX_LINK_CHARS} characters without control characters"
+            )));
+        }
+    }
+    // `"metadata": null` arrives as None; anything else must be an object.
+    let metadata = metadata.map(RawValue::get);
+    if let Some(metadata) = metadata {
+        if !metadata.starts_with('{') {
+            return Err(ApiError::InvalidField(
+                "metadata must be a JSON object".into(),
+            ));
+        }
+        if metadata.len() > MAX_METADATA_BYTES {
+            return Err(ApiError::InvalidField(format!(
+                "metadata must be at most {MAX_METADATA_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(Content {
+        kind,
+        title,
+        message,
+        link,
+        metadata,
+    })
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_CHARS
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::InvalidIdempotencyKey);
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Identifies "the same request": same route and byte-identical body.
+fn request_hash(req: &HttpRequest, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(req.path().as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn accepted(body: String) -> HttpResponse {
+    HttpResponse::Accepted()
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Stores one row per recipient in one transaction, then publishes. Returns
+/// the response body, which is also what an idempotent retry replays.
+async fn store_and_publish(
+    state: &AppState,
+    sender: &ApiKeyId,
+    idempotency: Option<(String, String)>,
+    recipients: &[String],
+    content: &Content<'_>,
+    respond: impl Fn(&[u64]) -> String + Send + Sync,
+) -> Result<String, ApiError> {
+    let mut conn = notify_store::pool::get(&state.db).await?;
+    let source = sender.0.as_str();
+    if let Some((key, hash)) = &idempotency {
+        match IdempotencyKey::claim(&mut conn, source, key, hash).await? {
+            Claim::Fresh => {}
+            Claim::Replay(body) => return Ok(body),
+            Claim::InProgress => return Err(ApiError::IdempotencyInProgress),
+            Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+        }
+    }
+    let created_at = notify_store::now();
+    let rows: Vec<NewNotification> = recipients
+        .iter()
+        .enumerate()
+        .map(|(i, user_id)| NewNotification {
+            user_id,
+            kind: content.kind,
+            title: content.title,
+            message: content.message,
+            link: content.link,
+            metadata: content.metadata,
+            created_at,
+            source: Some(source),
+            idempotency_key: idempotency.as_ref().map(|(key, _)| format!("{key}#{i}")),
+        })
+        .collect();
+    let key = idempotency.as_ref().map(|(key, _)| key.as_str());
+    let stored = conn
+        .transaction(async |conn| {
+            let ids = Notification::insert_batch(conn, &rows).await?;
+            let body = respond(&ids);
+            if let Some(key) = key {
+                IdempotencyKey::complete(conn, source, key, &body).await?;
+            }
+            Ok::<_, StoreError>((ids, body))
+        })
+        .await;
+    let (ids, body) = match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            if let Some(key) = key {
+                // Best effort: if this fails too, the claim expires by itself.
+                let _ = IdempotencyKey::release(&mut conn, source, key).await;
+            }
+            return Err(e.into());
+        }
+    };
+    drop(conn);
+    for (row, id) in rows.iter().zip(ids) {
+        let event = Event::Notification {
+            notification: row.stored(id).into_wire(),
+        };
+        state.publish(row.user_id, &event);
+    }
+    Ok(body)
+}

@@ -1,0 +1,100 @@
+//! Building and running the api server.
+//!
+//! [`Application::build`] binds its own listener, so tests pass port 0 and
+//! read back the port the OS chose.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use notify_auth::JwtVerifier;
+use notify_bus::Publisher;
+use notify_protocol::ChannelNames;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::routes;
+use crate::state::AppState;
+
+/// Events that may wait for Redis before new ones are dropped (they stay in
+/// MySQL either way).
+const PUBLISH_QUEUE: usize = 65_536;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    publisher: JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let applied = notify_store::migrate::run_pending(&config.database_url)
+            .await
+            .context("running database migrations")?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+        let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
+            .context("building the MySQL pool")?;
+        {
+            let mut conn = notify_store::pool::get(&db)
+                .await
+                .context("connecting to MySQL")?;
+            notify_store::notification::check_server(&mut conn)
+                .await
+                .context("checking MySQL settings")?;
+        }
+        let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
+            .context("building the Redis pool")?;
+        let (publisher, publisher_task) = Publisher::start(redis.clone(), PUBLISH_QUEUE);
+        let state = web::Data::new(AppState {
+            db,
+            redis,
+            publisher,
+            channels: ChannelNames::new(config.channel_prefix.clone()),
+            jwt: JwtVerifier::new(&config.jwt),
+            api_keys: config.api_keys.clone(),
+        });
+
+        let listener =
+            TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .shutdown_timeout(10);
+        if let Some(workers) = config.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            publisher: publisher_task,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM or a handle), then
+    /// gives queued events a moment to reach Redis.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        // The workers dropped their publishers with the app state, so the
+        // publishing task ends once the queue is drained.
+        if tokio::time::timeout(Duration::from_secs(5), self.publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gave up waiting for queued events to be published");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! What every request handler shares.
+
+use notify_auth::{ApiKeys, JwtVerifier};
+use notify_bus::{Publisher, RedisPool};
+use notify_protocol::{ChannelNames, Event};
+use notify_store::DbPool;
+
+pub struct AppState {
+    pub db: DbPool,
+    pub redis: RedisPool,
+    pub publisher: Publisher,
+    pub channels: ChannelNames,
+    pub jwt: JwtVerifier,
+    pub api_keys: ApiKeys,
+}
+
+impl AppState {
+    /// Queues `event` for the user's channel; call only after the change it
+    /// describes is committed.
+    pub fn publish(&self, user: &str, event: &Event) {
+        self.publisher
+            .publish(self.channels.user(user), event.to_frame());
+    }
+}

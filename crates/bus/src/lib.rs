@@ -1,0 +1,9 @@
+//! The Redis bus between the api (which publishes a change on the owner's
+//! channel after it is committed) and the gateways (which subscribe to the
+//! channels of the users they hold).
+
+pub mod pool;
+pub mod publisher;
+
+pub use pool::{build_pool, ping, BusError, RedisPool};
+pub use publisher::{PublishStats, Publisher};

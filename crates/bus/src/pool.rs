@@ -1,0 +1,43 @@
+//! The pooled Redis connections used for publishing and health checks.
+//! Subscribing never uses these: a pooled connection is recycled with PING,
+//! which a connection in subscriber mode cannot answer.
+
+use std::time::Duration;
+
+use deadpool_redis::{Config, Pool, Runtime};
+
+pub type RedisPool = Pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid Redis configuration: {0}")]
+    Config(String),
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub fn build_pool(url: &str, max_size: usize) -> Result<RedisPool, BusError> {
+    Config::from_url(url)
+        .builder()
+        .map_err(|e| BusError::Config(e.to_string()))?
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(2)))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| BusError::Config(e.to_string()))
+}
+
+/// True when Redis answers a PING through the pool.
+pub async fn ping(pool: &RedisPool) -> Result<(), BusError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+    Ok(())
+}

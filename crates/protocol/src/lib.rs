@@ -1,0 +1,12 @@
+//! Wire types shared by every service: the events the api publishes, the
+//! frames the gateway forwards to clients, and how Redis channels are named.
+//!
+//! An event is serialised exactly once, by whoever caused it, and the bytes
+//! travel unchanged through Redis to every connected client. Keeping the types
+//! here is what guarantees the api and the gateway agree on them.
+
+pub mod channel;
+pub mod event;
+
+pub use channel::ChannelNames;
+pub use event::{Event, Notification};

@@ -1,0 +1,26 @@
+//! The storage layer: MySQL schema, models and every query the services run.
+//!
+//! MySQL is the source of truth for notifications; Redis only carries news of
+//! changes. Queries live next to the model they return, as
+//! `impl Model { async fn ...(conn) }`.
+
+pub mod error;
+pub mod idempotency;
+pub mod migrate;
+pub mod notification;
+pub mod pool;
+pub mod schema;
+
+pub use error::StoreError;
+pub use idempotency::{Claim, IdempotencyKey};
+pub use notification::{NewNotification, Notification, ReadOutcome};
+pub use pool::{build_pool, DbConn, DbPool};
+
+/// Database time is UTC with microsecond precision (`DATETIME(6)`); values
+/// created in the services are truncated to match what reads give back.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    let now = chrono::Utc::now().naive_utc();
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
+}

@@ -1,0 +1,45 @@
+//! Diesel's view of the tables in `migrations/`.
+
+diesel::table! {
+    notifications (id) {
+        id -> Unsigned<Bigint>,
+        user_id -> Varchar,
+        #[sql_name = "type"]
+        kind -> Varchar,
+        title -> Varchar,
+        message -> Text,
+        link -> Nullable<Varchar>,
+        // JSON on MySQL 8, LONGTEXT with a json_valid check on MariaDB; read
+        // and written as text on both so the sender's bytes pass unchanged.
+        metadata -> Nullable<Text>,
+        created_at -> Datetime,
+        read_at -> Nullable<Datetime>,
+        seen_at -> Nullable<Datetime>,
+        delivered_at -> Nullable<Datetime>,
+        source -> Nullable<Varchar>,
+        idempotency_key -> Nullable<Varchar>,
+    }
+}
+
+diesel::table! {
+    connection_logs (id) {
+        id -> Unsigned<Bigint>,
+        user_id -> Varchar,
+        node -> Varchar,
+        session_id -> Varchar,
+        event -> Varchar,
+        remote_addr -> Nullable<Varchar>,
+        user_agent -> Nullable<Varchar>,
+        at -> Datetime,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (source, idempotency_key) {
+        source -> Varchar,
+        idempotency_key -> Varchar,
+        request_hash -> Char,
+        response -> Nullable<Text>,
+        created_at -> Datetime,
+    }
+}
