@@ -49,17 +49,22 @@ impl JwtVerifier {
     pub fn new(config: &JwtConfig) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
-        validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             // Without a configured audience the library would refuse every
             // token that carries `aud`; identity providers often add one.
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Self {
             key: DecodingKey::from_secret(&config.secret),
             validation,
@@ -162,7 +167,50 @@ mod tests {
             issuer: Some("idp".into()),
             audience: Some("notify".into()),
         });
-        let token = sign_hs256(b"secret", &claims("alice", now() + 60)).unwrap();
-        assert_eq!(v.verify(&token).unwrap_err(), AuthError::Invalid);
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"secret"),
+            )
+            .unwrap()
+        };
+        let exp = now() + 60;
+        for refused in [
+            serde_json::json!({"sub": "a", "exp": exp}),
+            serde_json::json!({"sub": "a", "exp": exp, "iss": "idp"}),
+            serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "aud": "other"}),
+            serde_json::json!({"sub": "a", "exp": exp, "iss": "evil", "aud": "notify"}),
+        ] {
+            assert_eq!(
+                v.verify(&sign(refused.clone())).unwrap_err(),
+                AuthError::Invalid,
+                "{refused}"
+            );
+        }
+        let good = sign(serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "aud": "notify"}));
+        assert_eq!(v.verify(&good).unwrap().sub, "a");
+    }
+
+    #[test]
+    fn checks_not_before() {
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert_eq!(verifier().verify(&token).unwrap_err(), AuthError::Invalid);
+    }
+
+    #[test]
+    fn ignores_audience_when_not_configured() {
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "a", "exp": now() + 600, "aud": "anything"}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        assert_eq!(verifier().verify(&token).unwrap().sub, "a");
     }
 }

@@ -1,0 +1,56 @@
+//! The binary's refusal to start without its settings.
+
+use std::process::Command;
+
+#[test]
+fn missing_setting_stops_the_process_with_its_name() {
+    let output = Command::new(env!("CARGO_BIN_EXE_notify-api"))
+        .env_clear()
+        .env("JWT_SECRET", "0123456789abcdef0123")
+        .env("WEBHOOK_API_KEYS", "k")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("missing required setting DATABASE_URL"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn invalid_number_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_notify-api"))
+        .env_clear()
+        .env("DATABASE_URL", "mysql://root@127.0.0.1:1/x")
+        .env("JWT_SECRET", "0123456789abcdef0123")
+        .env("WEBHOOK_API_KEYS", "k")
+        .env("DATABASE_POOL_SIZE", "many")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid value for DATABASE_POOL_SIZE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn token_command_signs_a_usable_token() {
+    let output = Command::new(env!("CARGO_BIN_EXE_notify-api"))
+        .env_clear()
+        .env("JWT_SECRET", "0123456789abcdef0123")
+        .args(["token", "alice"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap();
+    let verifier = notify_auth::JwtVerifier::new(&notify_auth::JwtConfig {
+        secret: b"0123456789abcdef0123".to_vec(),
+        issuer: None,
+        audience: None,
+    });
+    assert_eq!(verifier.verify(token.trim()).unwrap().sub, "alice");
+}

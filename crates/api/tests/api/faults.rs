@@ -1,0 +1,132 @@
+//! Behaviour when MySQL or Redis is away.
+
+use std::net::SocketAddr;
+
+use awc::http::StatusCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::helpers::*;
+
+/// A TCP forwarder that can be switched off, cutting every open connection
+/// and refusing new ones: MySQL "going away" for one test only.
+struct Outage {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Outage {
+    async fn start(upstream: SocketAddr) -> Outage {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, _) = watch::channel(true);
+        let state = up.subscribe();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    continue; // dropped: the peer sees the connection close
+                }
+                let mut state = state.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Outage { port, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+fn mysql_upstream() -> SocketAddr {
+    let base = mysql_base();
+    let authority = base.rsplit('@').next().unwrap().trim_end_matches('/');
+    authority.parse().unwrap()
+}
+
+#[actix_web::test]
+async fn mysql_down_is_503_with_retry_after_and_writes_nothing() {
+    let outage = Outage::start(mysql_upstream()).await;
+    let port = outage.port;
+    let app = TestApp::spawn_with(|config| {
+        let (head, db) = config.database_url.rsplit_once('/').unwrap();
+        let (user, _) = head.rsplit_once('@').unwrap();
+        // mysql_async would otherwise switch to the unix socket and bypass
+        // the forwarder.
+        config.database_url = format!("{user}@127.0.0.1:{port}/{db}?prefer_socket=false");
+    })
+    .await;
+    app.notify(&["alice"], "before").await;
+
+    outage.set_up(false);
+    let body = r#"{"recipients":["alice","bob"],"title":"t","message":"m"}"#;
+    for path in ["/v1/notifications", "/webhook/notify"] {
+        let body = if path == "/webhook/notify" {
+            r#"{"recipientId":"alice","message":"m"}"#
+        } else {
+            body
+        };
+        let reply = app.send(path, body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            reply.body
+        );
+        assert_eq!(reply.code(), "service_unavailable");
+        assert!(reply.headers.get("retry-after").is_some());
+    }
+    let feed = app.as_user("alice", "GET", "/api/notifications").await;
+    assert_eq!(feed.status, StatusCode::SERVICE_UNAVAILABLE);
+    let ready = app.request("GET", "/ready", &[], None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["mysql"], "down");
+    assert_eq!(ready.body["redis"], "up");
+    assert_eq!(app.rows().await, 1);
+
+    // Back without restarting anything.
+    outage.set_up(true);
+    app.notify(&["alice"], "after").await;
+    assert_eq!(app.rows().await, 2);
+    let ready = app.request("GET", "/ready", &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn redis_down_still_stores_and_ready_says_so() {
+    // Nothing listens on port 1.
+    let app = TestApp::spawn_with(|config| config.redis_url = "redis://127.0.0.1:1".into()).await;
+    let ids = app.notify(&["alice", "bob"], "stored anyway").await;
+    assert_eq!(ids.len(), 2);
+    assert_eq!(app.rows().await, 2);
+    let feed = app.as_user("alice", "GET", "/api/notifications").await;
+    assert_eq!(feed.body["notifications"][0]["id"], ids[0]);
+
+    let ready = app.request("GET", "/ready", &[], None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.body,
+        serde_json::json!({"status": "unavailable", "mysql": "up", "redis": "down"})
+    );
+    let health = app.request("GET", "/health", &[], None).await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn ready_when_both_are_up() {
+    let app = TestApp::spawn().await;
+    let ready = app.request("GET", "/ready", &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(
+        ready.body,
+        serde_json::json!({"status": "ready", "mysql": "up", "redis": "up"})
+    );
+}

@@ -1,0 +1,263 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use diesel::sql_types::BigInt;
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use notify_api::{Application, Config};
+use notify_auth::{jwt::sign_hs256, ApiKeys, Claims, JwtConfig};
+use serde_json::Value;
+
+pub const API_KEY: &str = "test-api-key-1";
+pub const SECOND_API_KEY: &str = "test-api-key-2";
+pub const JWT_SECRET: &str = "test-secret-at-least-16";
+
+pub fn mysql_base() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A fresh database, dropped when this goes out of scope.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = unique("notify_test");
+        notify_store::migrate::execute_admin(
+            &format!("{}/test", mysql_base()),
+            format!("CREATE DATABASE `{name}`"),
+        )
+        .await
+        .expect("create test database");
+        TestDb {
+            url: format!("{}/{name}", mysql_base()),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = format!("{}/test", mysql_base());
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = rt.block_on(notify_store::migrate::execute_admin(&admin, sql));
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub addr: String,
+    pub prefix: String,
+    pub db: TestDb,
+    pub client: awc::Client,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        notify_api::telemetry::init();
+        let db = TestDb::create().await;
+        let prefix = format!("{}:", unique("t"));
+        let mut config = Config {
+            database_url: db.url.clone(),
+            redis_url: redis_url(),
+            jwt: JwtConfig {
+                secret: JWT_SECRET.as_bytes().to_vec(),
+                issuer: None,
+                audience: None,
+            },
+            api_keys: ApiKeys::parse(&format!("{API_KEY},{SECOND_API_KEY}")),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            workers: Some(1),
+            database_pool_size: 4,
+            redis_pool_size: 2,
+            channel_prefix: prefix.clone(),
+        };
+        adjust(&mut config);
+        let app = Application::build(config).await.expect("build app");
+        let addr = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            addr,
+            prefix,
+            db,
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        sign_hs256(
+            JWT_SECRET.as_bytes(),
+            &Claims {
+                sub: user.into(),
+                exp: now_secs() + 600,
+                jti: None,
+            },
+        )
+        .unwrap()
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.addr));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let mut resp = match body {
+            Some(body) => req
+                .insert_header(("content-type", "application/json"))
+                .send_body(body.to_owned())
+                .await
+                .expect("request"),
+            None => req.send().await.expect("request"),
+        };
+        let bytes = resp.body().limit(10 << 20).await.expect("body");
+        Reply {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            },
+        }
+    }
+
+    /// POSTs as a server with the test API key.
+    pub async fn send(&self, path: &str, body: &str) -> Reply {
+        self.request("POST", path, &[("x-api-key", API_KEY)], Some(body))
+            .await
+    }
+
+    /// Calls a user endpoint with `user`'s token.
+    pub async fn as_user(&self, user: &str, method: &str, path: &str) -> Reply {
+        let auth = format!("Bearer {}", self.token(user));
+        self.request(method, path, &[("authorization", &auth)], None)
+            .await
+    }
+
+    pub async fn notify(&self, recipients: &[&str], title: &str) -> Vec<u64> {
+        let body = serde_json::json!({
+            "recipients": recipients, "title": title, "message": "m"
+        });
+        let reply = self.send("/v1/notifications", &body.to_string()).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+        reply.body["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    }
+
+    pub async fn db_conn(&self) -> AsyncMysqlConnection {
+        AsyncMysqlConnection::establish(&self.db.url).await.unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db_conn().await;
+        diesel::sql_query(sql)
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    }
+
+    pub async fn rows(&self) -> i64 {
+        self.count("SELECT COUNT(*) AS n FROM notifications").await
+    }
+
+    pub async fn subscribe(&self, user: &str) -> Subscription {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub
+            .subscribe(format!("{}user:{user}", self.prefix))
+            .await
+            .unwrap();
+        Subscription {
+            stream: Box::pin(pubsub.into_on_message()),
+        }
+    }
+}
+
+/// Events received on one user's channel.
+pub struct Subscription {
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>,
+}
+
+impl Subscription {
+    pub async fn next(&mut self) -> Value {
+        let msg = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
+            .await
+            .expect("no event within 10 s")
+            .expect("subscription ended");
+        let payload: String = msg.get_payload().unwrap();
+        serde_json::from_str(&payload).unwrap()
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the api against real MySQL and Redis. Each test gets
+//! its own database and its own Redis channel prefix, so they run in
+//! parallel.
+
+mod config;
+mod faults;
+mod feed;
+mod helpers;
+mod idempotency;
+mod send;

@@ -1,0 +1,332 @@
+use awc::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn v1_stores_one_row_per_recipient_and_publishes_each() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.subscribe("alice").await;
+    let mut bob = app.subscribe("bob").await;
+    let body = json!({
+        "recipients": ["alice", "bob"],
+        "type": "comment",
+        "title": "New comment",
+        "message": "Ann replied",
+        "link": "https://example.com/c/1",
+        "metadata": {"post": 1, "nested": {"ok": true}}
+    });
+    let reply = app.send("/v1/notifications", &body.to_string()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let ids: Vec<u64> = serde_json::from_value(reply.body["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[1], ids[0] + 1);
+    assert_eq!(app.rows().await, 2);
+
+    let event = alice.next().await;
+    assert_eq!(event["type"], "notification");
+    let n = &event["notification"];
+    assert_eq!(n["id"], ids[0]);
+    assert_eq!(n["user_id"], "alice");
+    assert_eq!(n["type"], "comment");
+    assert_eq!(n["title"], "New comment");
+    assert_eq!(n["message"], "Ann replied");
+    assert_eq!(n["link"], "https://example.com/c/1");
+    assert_eq!(n["metadata"], json!({"post": 1, "nested": {"ok": true}}));
+    assert_eq!(n["read_at"], serde_json::Value::Null);
+    assert_eq!(bob.next().await["notification"]["id"], ids[1]);
+
+    // The event carries exactly what the feed returns for the same row.
+    let feed = app.as_user("alice", "GET", "/api/notifications").await;
+    assert_eq!(&feed.body["notifications"][0], n);
+}
+
+#[actix_web::test]
+async fn a_thousand_recipients_go_in_one_call() {
+    let app = TestApp::spawn().await;
+    let recipients: Vec<String> = (0..1000).map(|i| format!("user-{i}")).collect();
+    let mut last = app.subscribe("user-999").await;
+    let body = json!({"recipients": recipients, "title": "t", "message": "m"});
+    let reply = app.send("/v1/notifications", &body.to_string()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let ids: Vec<u64> = serde_json::from_value(reply.body["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(app.rows().await, 1000);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE id = {} AND user_id = 'user-999'",
+            ids[999]
+        ))
+        .await,
+        1
+    );
+    assert_eq!(last.next().await["notification"]["id"], ids[999]);
+}
+
+#[actix_web::test]
+async fn webhook_accepts_key_in_header_or_body() {
+    let app = TestApp::spawn().await;
+    let mut carol = app.subscribe("carol").await;
+    let reply = app
+        .send(
+            "/webhook/notify",
+            r#"{"recipientId":"carol","message":"Payment received"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let first = reply.body["id"].as_u64().unwrap();
+    let event = carol.next().await;
+    assert_eq!(event["notification"]["id"], first);
+    assert_eq!(event["notification"]["type"], "generic");
+    assert_eq!(event["notification"]["title"], "");
+
+    let body = json!({"recipientId": "carol", "message": "again", "title": "T",
+                      "type": "payment", "apiKey": SECOND_API_KEY});
+    let reply = app
+        .request("POST", "/webhook/notify", &[], Some(&body.to_string()))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(carol.next().await["notification"]["type"], "payment");
+
+    let bearer = format!("Bearer {API_KEY}");
+    let reply = app
+        .request(
+            "POST",
+            "/webhook/notify",
+            &[("authorization", &bearer)],
+            Some(r#"{"recipientId":"carol","message":"third"}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(app.rows().await, 3);
+}
+
+/// Every refusal: status, stable code, and nothing stored or published.
+#[actix_web::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.subscribe("alice").await;
+    let long_title = "x".repeat(256);
+    let too_many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+    let huge = json!({"recipients": ["alice"], "title": "t", "message": "x".repeat(70_000)});
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        (
+            "/v1/notifications",
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "/v1/notifications",
+            "".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":"alice","title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice",7],"title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":[{"id":"alice"}],"title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"title":5,"message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":[],"title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            json!({"recipients": too_many, "title": "t", "message": "m"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "too_many_recipients",
+        ),
+        (
+            "/v1/notifications",
+            json!({"recipients": ["alice"], "title": long_title, "message": "m"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"title":"t","message":"  "}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice","alice"],"title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice "],"title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":[""],"title":"t","message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"title":"t","message":"m","type":"has space"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"title":"t","message":"m","metadata":[1]}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"title":"t","message":"m","metadata":"s"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            huge.to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/webhook/notify",
+            r#"{"message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/webhook/notify",
+            r#"{"recipientId":"alice"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/webhook/notify",
+            r#"{"recipientId":["alice"],"message":"m"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "/webhook/notify",
+            r#"{"recipientId":"alice","message":"m","title":"#.into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+    ];
+    for (path, body, status, code) in &cases {
+        let reply = app.send(path, body).await;
+        assert_eq!(reply.status, *status, "{path} {body:.80}: {}", reply.body);
+        assert_eq!(reply.code(), *code, "{path} {body:.80}");
+        assert!(!reply.body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(app.rows().await, 0);
+
+    // Nothing was published for any of them: the next event on the channel
+    // is the one sent now.
+    let ids = app.notify(&["alice"], "valid").await;
+    assert_eq!(alice.next().await["notification"]["id"], ids[0]);
+}
+
+#[actix_web::test]
+async fn missing_or_wrong_api_key_is_401() {
+    let app = TestApp::spawn().await;
+    let body = r#"{"recipients":["alice"],"title":"t","message":"m"}"#;
+    let webhook = r#"{"recipientId":"alice","message":"m"}"#;
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "/v1/notifications",
+            vec![],
+            body.into(),
+            "missing_credentials",
+        ),
+        (
+            "/v1/notifications",
+            vec![("x-api-key", "nope")],
+            body.into(),
+            "invalid_api_key",
+        ),
+        (
+            "/v1/notifications",
+            vec![("authorization", "Bearer nope")],
+            body.into(),
+            "invalid_api_key",
+        ),
+        (
+            "/v1/notifications",
+            vec![("authorization", "Basic abc")],
+            body.into(),
+            "missing_credentials",
+        ),
+        (
+            "/webhook/notify",
+            vec![],
+            webhook.into(),
+            "missing_credentials",
+        ),
+        (
+            "/webhook/notify",
+            vec![],
+            r#"{"recipientId":"alice","message":"m","apiKey":"nope"}"#.into(),
+            "invalid_api_key",
+        ),
+        // A wrong header key is refused even when the body carries a good one.
+        (
+            "/webhook/notify",
+            vec![("x-api-key", "nope")],
+            format!(r#"{{"recipientId":"alice","message":"m","apiKey":"{API_KEY}"}}"#),
+            "invalid_api_key",
+        ),
+        // Unparseable body and no key: the missing key is what is reported.
+        (
+            "/webhook/notify",
+            vec![],
+            "{oops".into(),
+            "missing_credentials",
+        ),
+    ];
+    for (path, headers, body, code) in &cases {
+        let reply = app.request("POST", path, headers, Some(body)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {headers:?}");
+        assert_eq!(reply.code(), *code, "{path} {headers:?}");
+    }
+    assert_eq!(app.rows().await, 0);
+}
+
+#[actix_web::test]
+async fn unknown_route_is_json_404() {
+    let app = TestApp::spawn().await;
+    let reply = app.request("GET", "/nope", &[], None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.code(), "not_found");
+}
