@@ -18,8 +18,9 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use notify_auth::{ApiKeys, JwtConfig};
+use notify_service::settings::{jwt_config, optional, parsed, required};
 
 #[derive(Clone)]
 pub struct Config {
@@ -43,7 +44,7 @@ impl Config {
         Ok(Self {
             database_url: required("DATABASE_URL")?,
             redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-            jwt: jwt_from_env()?,
+            jwt: jwt_config()?,
             api_keys,
             addr: parsed("API_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
             workers: parsed("API_WORKERS")?,
@@ -52,39 +53,4 @@ impl Config {
             channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
         })
     }
-}
-
-/// The JWT settings, shared with the gateway's configuration.
-pub fn jwt_from_env() -> anyhow::Result<JwtConfig> {
-    let secret = required("JWT_SECRET")?;
-    if secret.len() < 16 {
-        bail!("JWT_SECRET must be at least 16 bytes");
-    }
-    Ok(JwtConfig {
-        secret: secret.into_bytes(),
-        issuer: optional("JWT_ISSUER"),
-        audience: optional("JWT_AUDIENCE"),
-    })
-}
-
-pub fn required(name: &str) -> anyhow::Result<String> {
-    optional(name).with_context(|| format!("missing required setting {name}"))
-}
-
-pub fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-pub fn parsed<T>(name: &str) -> anyhow::Result<Option<T>>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    optional(name)
-        .map(|v| {
-            v.trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("invalid value for {name}: {e}"))
-        })
-        .transpose()
 }

@@ -8,7 +8,6 @@ pub mod error;
 pub mod routes;
 pub mod startup;
 pub mod state;
-pub mod telemetry;
 
 pub use config::Config;
 pub use startup::Application;

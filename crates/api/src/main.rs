@@ -3,8 +3,9 @@
 //! development JWT signed with `JWT_SECRET`.
 
 use anyhow::{bail, Context};
-use notify_api::{config, telemetry, Application, Config};
+use notify_api::{Application, Config};
 use notify_auth::{jwt::sign_hs256, Claims};
+use notify_service::{settings, telemetry};
 
 #[actix_web::main]
 async fn main() {
@@ -24,7 +25,7 @@ async fn run() -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Some("migrate") => {
-            let url = config::required("DATABASE_URL")?;
+            let url = settings::required("DATABASE_URL")?;
             let applied = notify_store::migrate::run_pending(&url).await?;
             println!("{applied} migration(s) applied");
             Ok(())
@@ -39,7 +40,7 @@ async fn run() -> anyhow::Result<()> {
                     .context("TTL_SECS must be a number of seconds")?,
                 None => 24 * 3600,
             };
-            let jwt = config::jwt_from_env()?;
+            let jwt = settings::jwt_config()?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();

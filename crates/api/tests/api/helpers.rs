@@ -106,7 +106,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-        notify_api::telemetry::init();
+        notify_service::telemetry::init();
         let db = TestDb::create().await;
         let prefix = format!("{}:", unique("t"));
         let mut config = Config {

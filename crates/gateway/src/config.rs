@@ -1,0 +1,140 @@
+//! Configuration of a gateway node, read from the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `GATEWAY_ADDR` | `127.0.0.1:8082` | address the HTTP/WebSocket server binds |
+//! | `NODE_ID` | host name and port | name of this node in `welcome` frames and logs |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis carrying the per-user channels |
+//! | `DATABASE_URL` | required | MySQL, for unread counts and read marks |
+//! | `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE` | as for the api | user token validation |
+//! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
+//! | `ALLOWED_ORIGINS` | unset (any) | comma-separated `Origin` values allowed to connect |
+//! | `HEARTBEAT_SECS` | `25` | protocol ping interval; silent clients are closed after twice this |
+//! | `AUTH_TIMEOUT_SECS` | `5` | time to send the `auth` frame when no token came with the upgrade |
+//! | `SEND_QUEUE_FRAMES` | `256` | frames queued for one connection before it counts as stalled |
+//! | `SEND_QUEUE_BYTES` | `1048576` | bytes queued for one connection before it counts as stalled |
+//! | `SEND_TIMEOUT_SECS` | `10` | longest wait for one frame to be taken by the socket |
+//! | `MAX_FRAME_BYTES` | `65536` | largest inbound frame; larger ones close with 1009 |
+//! | `DRAIN_TIMEOUT_SECS` | `30` | longest graceful shutdown |
+//! | `DRAIN_BATCH` | `500` | connections closed per step while draining |
+//! | `DRAIN_INTERVAL_MS` | `100` | pause between draining steps |
+//! | `STATS_INTERVAL_SECS` | `60` | how often connection counts are logged |
+//! | `GATEWAY_WORKERS` | number of CPUs | HTTP worker threads |
+//! | `DATABASE_POOL_SIZE` | `4` | MySQL connections per node |
+//! | `REDIS_POOL_SIZE` | `4` | Redis connections used to publish read marks |
+//! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use notify_auth::JwtConfig;
+use notify_service::settings::{jwt_config, optional, parsed, required};
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub heartbeat: Duration,
+    pub auth_timeout: Duration,
+    pub queue_frames: usize,
+    pub queue_bytes: usize,
+    pub send_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// Invalid frames a connection may send before it is closed with 1008.
+    pub max_invalid_frames: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(25),
+            auth_timeout: Duration::from_secs(5),
+            queue_frames: 256,
+            queue_bytes: 1 << 20,
+            send_timeout: Duration::from_secs(10),
+            max_frame_bytes: 64 * 1024,
+            max_invalid_frames: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Drain {
+    pub timeout: Duration,
+    pub batch: usize,
+    pub interval: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            batch: 500,
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    /// None: derived from the host name and the bound port.
+    pub node_id: Option<String>,
+    pub redis_url: String,
+    pub database_url: String,
+    pub jwt: JwtConfig,
+    pub channel_prefix: String,
+    pub allowed_origins: Option<Vec<String>>,
+    pub limits: Limits,
+    pub drain: Drain,
+    pub stats_interval: Duration,
+    pub workers: Option<usize>,
+    pub database_pool_size: usize,
+    pub redis_pool_size: usize,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            Ok(parsed::<u64>(name)?
+                .map(Duration::from_secs)
+                .unwrap_or(default))
+        };
+        let limits_default = Limits::default();
+        let drain_default = Drain::default();
+        Ok(Self {
+            addr: parsed("GATEWAY_ADDR")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8082))),
+            node_id: optional("NODE_ID"),
+            redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            database_url: required("DATABASE_URL")?,
+            jwt: jwt_config()?,
+            channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
+            allowed_origins: optional("ALLOWED_ORIGINS").map(|list| {
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            }),
+            limits: Limits {
+                heartbeat: secs("HEARTBEAT_SECS", limits_default.heartbeat)?,
+                auth_timeout: secs("AUTH_TIMEOUT_SECS", limits_default.auth_timeout)?,
+                queue_frames: parsed("SEND_QUEUE_FRAMES")?.unwrap_or(limits_default.queue_frames),
+                queue_bytes: parsed("SEND_QUEUE_BYTES")?.unwrap_or(limits_default.queue_bytes),
+                send_timeout: secs("SEND_TIMEOUT_SECS", limits_default.send_timeout)?,
+                max_frame_bytes: parsed("MAX_FRAME_BYTES")?
+                    .unwrap_or(limits_default.max_frame_bytes),
+                max_invalid_frames: limits_default.max_invalid_frames,
+            },
+            drain: Drain {
+                timeout: secs("DRAIN_TIMEOUT_SECS", drain_default.timeout)?,
+                batch: parsed("DRAIN_BATCH")?.unwrap_or(drain_default.batch).max(1),
+                interval: parsed::<u64>("DRAIN_INTERVAL_MS")?
+                    .map(Duration::from_millis)
+                    .unwrap_or(drain_default.interval),
+            },
+            stats_interval: secs("STATS_INTERVAL_SECS", Duration::from_secs(60))?,
+            workers: parsed("GATEWAY_WORKERS")?,
+            database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(4),
+            redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(4),
+        })
+    }
+}

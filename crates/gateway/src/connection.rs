@@ -1,0 +1,303 @@
+//! One WebSocket connection's task: authenticate (if the upgrade carried no
+//! token), register with the node, greet, then serve until either side
+//! ends it.
+//!
+//! The task is the only one that writes to its socket. It sleeps until its
+//! outbox changes, a client frame arrives or the heartbeat ticks; everything
+//! that needs MySQL runs in a boxed future so an idle connection's task stays
+//! small.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
+use notify_auth::{AuthError, JwtVerifier};
+use notify_bus::Publisher;
+use notify_protocol::{ChannelNames, Event};
+use notify_store::{DbPool, Notification};
+
+use crate::config::Limits;
+use crate::frames::{self, ClientFrame, FrameError};
+use crate::outbox::{CloseSignal, Next, Outbox};
+use crate::registry::Registry;
+use crate::subscriber::SubscriberStatus;
+
+/// Longest wait for the user's channel to be subscribed before greeting; if
+/// Redis is away the connection proceeds and is resynced when it returns.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+/// Longest wait to hand a close frame to a client.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the connections of one node share.
+pub struct Node {
+    pub id: String,
+    pub registry: Arc<Registry>,
+    pub jwt: JwtVerifier,
+    pub db: DbPool,
+    pub publisher: Publisher,
+    pub channels: ChannelNames,
+    pub limits: Limits,
+    pub allowed_origins: Option<Vec<String>>,
+    pub subscriber: Arc<SubscriberStatus>,
+    /// Set on shutdown: new upgrades are refused and `/ready` fails.
+    pub draining: AtomicBool,
+}
+
+impl Node {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the serving loop ended.
+enum End {
+    /// The client went away or closed; nothing more to send.
+    Gone,
+    Close(CloseCode, &'static str),
+}
+
+pub async fn run(
+    node: Arc<Node>,
+    mut session: Session,
+    mut stream: AggregatedMessageStream,
+    user: Option<String>,
+) {
+    let user = match user {
+        Some(user) => user,
+        None => match Box::pin(authenticate(&node, &mut session, &mut stream)).await {
+            Ok(user) => user,
+            Err(End::Gone) => return,
+            Err(End::Close(code, reason)) => return close(session, code, reason).await,
+        },
+    };
+    let outbox = Arc::new(Outbox::default());
+    let _registration = node.registry.register(&user, outbox.clone());
+    let _ = tokio::time::timeout(SUBSCRIBE_WAIT, async {
+        while !outbox.is_subscribed() {
+            outbox.changed().await;
+        }
+    })
+    .await;
+    let greeting = Box::pin(greeting(&node, &user)).await;
+    if session.text(greeting).await.is_err() {
+        return;
+    }
+    match serve(&node, &user, &outbox, &mut session, &mut stream).await {
+        End::Gone => {}
+        End::Close(code, reason) => close(session, code, reason).await,
+    }
+}
+
+async fn greeting(node: &Node, user: &str) -> String {
+    let unread_count = match notify_store::pool::get(&node.db).await {
+        Ok(mut conn) => Notification::unread_count(&mut conn, user).await.ok(),
+        Err(_) => None,
+    };
+    let session_id = format!("{:032x}", rand::random::<u128>());
+    tracing::debug!(%session_id, "connection authenticated");
+    frames::welcome(
+        &session_id,
+        &node.id,
+        node.limits.heartbeat.as_secs(),
+        unread_count,
+    )
+}
+
+async fn authenticate(
+    node: &Node,
+    session: &mut Session,
+    stream: &mut AggregatedMessageStream,
+) -> Result<String, End> {
+    let deadline = tokio::time::sleep(node.limits.auth_timeout);
+    tokio::pin!(deadline);
+    loop {
+        let message = tokio::select! {
+            _ = &mut deadline => return Err(End::Close(CloseCode::Policy, "authentication timeout")),
+            message = stream.recv() => message,
+        };
+        match message {
+            Some(Ok(AggregatedMessage::Text(text))) => {
+                return match ClientFrame::parse(&text) {
+                    Ok(ClientFrame::Auth { token }) => match node.jwt.verify(&token) {
+                        Ok(claims) => Ok(claims.sub),
+                        Err(AuthError::Expired) => {
+                            Err(End::Close(CloseCode::Policy, "token expired"))
+                        }
+                        Err(AuthError::Invalid) => {
+                            Err(End::Close(CloseCode::Policy, "invalid token"))
+                        }
+                    },
+                    _ => Err(End::Close(CloseCode::Policy, "authentication required")),
+                };
+            }
+            Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                if session.pong(&bytes).await.is_err() {
+                    return Err(End::Gone);
+                }
+            }
+            Some(Ok(AggregatedMessage::Pong(_))) => {}
+            Some(Ok(AggregatedMessage::Close(_))) | None => return Err(End::Gone),
+            Some(Ok(AggregatedMessage::Binary(_))) => {
+                return Err(End::Close(CloseCode::Policy, "authentication required"))
+            }
+            Some(Err(error)) => return Err(protocol_end(&error)),
+        }
+    }
+}
+
+async fn serve(
+    node: &Node,
+    user: &str,
+    outbox: &Outbox,
+    session: &mut Session,
+    stream: &mut AggregatedMessageStream,
+) -> End {
+    let limits = &node.limits;
+    let mut last_heard = Instant::now();
+    let mut invalid_frames = 0u32;
+    let mut heartbeat = tokio::time::interval(limits.heartbeat);
+    heartbeat.reset();
+    loop {
+        // Flush first: a change may have been signalled while this task was
+        // busy elsewhere.
+        loop {
+            match outbox.next() {
+                Next::Send(frame) => {
+                    match tokio::time::timeout(limits.send_timeout, session.text(frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::Gone,
+                        Err(_) => return End::Close(CloseCode::Again, "too slow: send timed out"),
+                    }
+                }
+                Next::Close(CloseSignal::Stalled) => {
+                    return End::Close(CloseCode::Again, "too slow: send queue full")
+                }
+                Next::Close(CloseSignal::Restart) => {
+                    return End::Close(CloseCode::Restart, "server restarting, reconnect")
+                }
+                Next::Idle => break,
+            }
+        }
+        tokio::select! {
+            _ = outbox.changed() => {}
+            message = stream.recv() => {
+                last_heard = Instant::now();
+                let reply = match message {
+                    None => return End::Gone,
+                    Some(Err(error)) => return protocol_end(&error),
+                    Some(Ok(AggregatedMessage::Close(reason))) => {
+                        // Echo the close so the client's handshake completes.
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.clone().close(reason)).await;
+                        return End::Gone;
+                    }
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            return End::Gone;
+                        }
+                        None
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => None,
+                    Some(Ok(AggregatedMessage::Binary(_))) => Some(Err(FrameError::Binary)),
+                    Some(Ok(AggregatedMessage::Text(text))) => match ClientFrame::parse(&text) {
+                        Ok(frame) => Box::pin(handle(node, user, frame)).await,
+                        Err(error) => Some(Err(error)),
+                    },
+                };
+                let text = match reply {
+                    None => continue,
+                    Some(Ok(text)) => text,
+                    Some(Err(error)) => {
+                        invalid_frames += 1;
+                        if invalid_frames > limits.max_invalid_frames {
+                            return End::Close(CloseCode::Policy, "too many invalid frames");
+                        }
+                        frames::error(error.code(), &error.to_string())
+                    }
+                };
+                if session.text(text).await.is_err() {
+                    return End::Gone;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() >= limits.heartbeat * 2 {
+                    return End::Close(CloseCode::Away, "heartbeat timeout");
+                }
+                if session.ping(b"").await.is_err() {
+                    return End::Gone;
+                }
+            }
+        }
+    }
+}
+
+/// Acts on a valid client frame; returns the frame to answer with, if any.
+async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Option<Result<String, FrameError>> {
+    match frame {
+        ClientFrame::Ping => Some(Ok(frames::pong().to_owned())),
+        ClientFrame::Auth { .. } => Some(Err(FrameError::Invalid("already authenticated".into()))),
+        ClientFrame::Read { ids } => {
+            let changed = match notify_store::pool::get(&node.db).await {
+                Ok(mut conn) => {
+                    Notification::mark_read(&mut conn, user, &ids, notify_store::now()).await
+                }
+                Err(e) => Err(e),
+            };
+            match changed {
+                Ok(ids) if ids.is_empty() => None,
+                Ok(ids) => {
+                    publish(&node.publisher, &node.channels, user, &Event::Read { ids });
+                    None
+                }
+                Err(error) => Some(Ok(storage_error(&error))),
+            }
+        }
+        ClientFrame::ReadAll => {
+            let result = match notify_store::pool::get(&node.db).await {
+                Ok(mut conn) => {
+                    Notification::mark_all_read(&mut conn, user, notify_store::now()).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((updated, Some(up_to))) if updated > 0 => {
+                    publish(
+                        &node.publisher,
+                        &node.channels,
+                        user,
+                        &Event::ReadAll { up_to },
+                    );
+                    None
+                }
+                Ok(_) => None,
+                Err(error) => Some(Ok(storage_error(&error))),
+            }
+        }
+    }
+}
+
+fn publish(publisher: &Publisher, channels: &ChannelNames, user: &str, event: &Event) {
+    publisher.publish(channels.user(user), event.to_frame());
+}
+
+fn storage_error(error: &notify_store::StoreError) -> String {
+    tracing::warn!(%error, "could not store a read mark");
+    frames::error("unavailable", "could not save the change, retry later")
+}
+
+fn protocol_end(error: &ProtocolError) -> End {
+    match error {
+        ProtocolError::Overflow => End::Close(CloseCode::Size, "frame too large"),
+        _ => End::Close(CloseCode::Protocol, "protocol error"),
+    }
+}
+
+async fn close(session: Session, code: CloseCode, reason: &str) {
+    let reason = CloseReason {
+        code,
+        description: Some(reason.to_owned()),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(reason))).await;
+}

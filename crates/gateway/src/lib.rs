@@ -1,0 +1,18 @@
+//! The WebSocket gateway: holds users' connections and delivers the events
+//! the api publishes on their Redis channels.
+//!
+//! A node keeps no state that must outlive it. Each node has one Redis
+//! subscriber connection and subscribes to the channel of every user it
+//! holds, so an event only reaches the nodes that have a use for it.
+
+pub mod config;
+pub mod connection;
+pub mod frames;
+pub mod outbox;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+pub mod subscriber;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,36 @@
+//! `notify-gateway`: one WebSocket gateway node. Configuration comes from
+//! the environment (see `config.rs`); SIGTERM or Ctrl-C drains and exits.
+
+use notify_gateway::{Application, Config};
+use notify_service::telemetry;
+
+#[actix_web::main]
+async fn main() {
+    telemetry::init();
+    if let Err(e) = run().await {
+        eprintln!("notify-gateway: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let app = Application::build(Config::from_env()?).await?;
+    tracing::info!(port = app.port(), node = app.node_id(), "gateway listening");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

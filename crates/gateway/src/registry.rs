@@ -1,0 +1,223 @@
+//! Who is connected to this node: the local connections of every user, and
+//! which users' channels the subscriber must hold.
+//!
+//! Connections register and deregister here without touching Redis. Each
+//! change only marks the user "dirty"; the subscriber later compares what it
+//! holds with what the registry wants and sends one SUBSCRIBE and one
+//! UNSUBSCRIBE for everything that changed meanwhile, so a burst of 10,000
+//! connects costs a handful of round trips, and a connect racing a
+//! disconnect of the same user always settles on the right state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytestring::ByteString;
+use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
+
+#[derive(Default)]
+struct UserConns {
+    conns: Vec<(u64, Arc<Outbox>)>,
+    /// The subscriber confirmed the user's channel is subscribed.
+    subscribed: bool,
+}
+
+pub struct Registry {
+    users: Mutex<HashMap<Arc<str>, UserConns>>,
+    dirty: Mutex<HashSet<Arc<str>>>,
+    dirty_notify: Notify,
+    next_id: AtomicU64,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+/// A connection's place in the registry; dropping it deregisters, so a
+/// connection task that ends in any way (even by panic) cleans up.
+pub struct Registration {
+    registry: Arc<Registry>,
+    user: Arc<str>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(&self.user, self.id);
+    }
+}
+
+impl Registry {
+    pub fn new(max_frames: usize, max_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            users: Mutex::default(),
+            dirty: Mutex::default(),
+            dirty_notify: Notify::new(),
+            next_id: AtomicU64::new(1),
+            max_frames,
+            max_bytes,
+        })
+    }
+
+    pub fn register(self: &Arc<Self>, user: &str, outbox: Arc<Outbox>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let user = {
+            let mut users = self.users();
+            let key: Arc<str> = match users.get_key_value(user) {
+                Some((key, _)) => key.clone(),
+                None => {
+                    let key: Arc<str> = Arc::from(user);
+                    self.mark_dirty(key.clone());
+                    key
+                }
+            };
+            let entry = users.entry(key.clone()).or_default();
+            if entry.subscribed {
+                outbox.set_subscribed(true);
+            }
+            entry.conns.push((id, outbox));
+            key
+        };
+        Registration {
+            registry: self.clone(),
+            user,
+            id,
+        }
+    }
+
+    fn remove(&self, user: &Arc<str>, id: u64) {
+        let mut users = self.users();
+        if let Some(entry) = users.get_mut(user) {
+            entry.conns.retain(|(conn, _)| *conn != id);
+            if entry.conns.is_empty() {
+                users.remove(user);
+                self.mark_dirty(user.clone());
+            }
+        }
+    }
+
+    /// Queues `frame` on every local connection of `user`; returns how many
+    /// took it.
+    pub fn deliver(&self, user: &str, frame: &ByteString) -> usize {
+        let users = self.users();
+        let Some(entry) = users.get(user) else {
+            return 0;
+        };
+        entry
+            .conns
+            .iter()
+            .filter(|(_, outbox)| outbox.push(frame, self.max_frames, self.max_bytes))
+            .count()
+    }
+
+    fn mark_dirty(&self, user: Arc<str>) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user);
+        self.dirty_notify.notify_one();
+    }
+
+    /// Users whose subscription may need to change since the last call.
+    pub fn take_dirty(&self) -> Vec<Arc<str>> {
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *dirty).into_iter().collect()
+    }
+
+    /// Resolves once some user has been marked dirty.
+    pub async fn dirtied(&self) {
+        self.dirty_notify.notified().await
+    }
+
+    pub fn wants(&self, user: &str) -> bool {
+        self.users().contains_key(user)
+    }
+
+    /// Every user with a local connection.
+    pub fn users_wanted(&self) -> Vec<Arc<str>> {
+        self.users().keys().cloned().collect()
+    }
+
+    /// Records that these users' channels are (or are no longer) subscribed
+    /// and tells their connections.
+    pub fn set_subscribed<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a Arc<str>>,
+        subscribed: bool,
+    ) {
+        let mut map = self.users();
+        for user in users {
+            if let Some(entry) = map.get_mut(user) {
+                entry.subscribed = subscribed;
+                for (_, outbox) in &entry.conns {
+                    outbox.set_subscribed(subscribed);
+                }
+            }
+        }
+    }
+
+    /// The Redis connection is gone: nothing is subscribed any more.
+    pub fn clear_subscribed(&self) {
+        for entry in self.users().values_mut() {
+            entry.subscribed = false;
+            for (_, outbox) in &entry.conns {
+                outbox.set_subscribed(false);
+            }
+        }
+    }
+
+    /// Every local connection, for draining.
+    pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.users()
+            .values()
+            .flat_map(|entry| entry.conns.iter().map(|(_, outbox)| outbox.clone()))
+            .collect()
+    }
+
+    /// (connections, users) held by this node.
+    pub fn counts(&self) -> (usize, usize) {
+        let users = self.users();
+        (users.values().map(|e| e.conns.len()).sum(), users.len())
+    }
+
+    fn users(&self) -> MutexGuard<'_, HashMap<Arc<str>, UserConns>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Next;
+
+    #[test]
+    fn first_and_last_connection_mark_the_user_dirty() {
+        let registry = Registry::new(10, 1000);
+        let a = registry.register("u", Arc::default());
+        let b = registry.register("u", Arc::default());
+        assert_eq!(registry.take_dirty().len(), 1);
+        drop(a);
+        assert!(registry.take_dirty().is_empty());
+        assert!(registry.wants("u"));
+        drop(b);
+        assert_eq!(registry.take_dirty().len(), 1);
+        assert!(!registry.wants("u"));
+        assert_eq!(registry.counts(), (0, 0));
+    }
+
+    #[test]
+    fn delivers_to_every_connection_of_the_user_only() {
+        let registry = Registry::new(10, 1000);
+        let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
+        let _r = [
+            registry.register("a", a1.clone()),
+            registry.register("a", a2.clone()),
+            registry.register("b", b.clone()),
+        ];
+        assert_eq!(registry.deliver("a", &ByteString::from_static("x")), 2);
+        assert!(matches!(a1.next(), Next::Send(_)));
+        assert!(matches!(a2.next(), Next::Send(_)));
+        assert!(matches!(b.next(), Next::Idle));
+        assert_eq!(registry.counts(), (3, 2));
+    }
+}

@@ -1,0 +1,125 @@
+//! HTTP side of a gateway node: the WebSocket upgrade and health checks.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{rt, web, HttpRequest, HttpResponse};
+use notify_auth::AuthError;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::connection::{self, Node};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(upgrade))
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready));
+}
+
+pub fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /ws`: checks origin and any token given with the upgrade, then hands
+/// the socket to its own task. Failures before the upgrade are plain HTTP
+/// errors; a client with no token gets `auth_timeout` to send an `auth`
+/// frame.
+async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> HttpResponse {
+    if node.is_draining() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "node is shutting down, connect to another",
+        )
+        .map_into_boxed_body();
+    }
+    if let Some(allowed) = &node.allowed_origins {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok());
+        // Server-side clients send no Origin; browsers always do.
+        if let Some(origin) = origin {
+            if !allowed.iter().any(|a| a == origin.trim_end_matches('/')) {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "origin_not_allowed",
+                    "origin not allowed",
+                );
+            }
+        }
+    }
+    let token = bearer(&req).or_else(|| {
+        web::Query::<TokenQuery>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().token)
+    });
+    let user = match token.as_deref().map(|t| node.jwt.verify(t)) {
+        None => None,
+        Some(Ok(claims)) => Some(claims.sub),
+        Some(Err(AuthError::Expired)) => {
+            return unauthorized("token_expired", "token expired");
+        }
+        Some(Err(AuthError::Invalid)) => return unauthorized("invalid_token", "invalid token"),
+    };
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "not_websocket", &e.to_string()),
+    };
+    let limit = node.limits.max_frame_bytes;
+    let stream = stream
+        .max_frame_size(limit)
+        .aggregate_continuations()
+        .max_continuation_size(limit);
+    // The message stream is not Send: the task stays on this worker thread.
+    rt::spawn(connection::run(node.into_inner(), session, stream, user));
+    response
+}
+
+fn unauthorized(code: &str, message: &str) -> HttpResponse {
+    let mut response = error(StatusCode::UNAUTHORIZED, code, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready while the Redis subscriber is connected and the node is not
+/// draining.
+async fn ready(node: web::Data<Node>) -> HttpResponse {
+    let redis = node.subscriber.connected.load(Ordering::Relaxed);
+    let draining = node.is_draining();
+    let (connections, users) = node.registry.counts();
+    let body = json!({
+        "status": if redis && !draining { "ready" } else { "unavailable" },
+        "node": node.id,
+        "redis": if redis { "up" } else { "down" },
+        "draining": draining,
+        "connections": connections,
+        "users": users,
+    });
+    if redis && !draining {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

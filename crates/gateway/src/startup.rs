@@ -1,0 +1,200 @@
+//! Building, running and draining a gateway node.
+//!
+//! [`Application::build`] binds its own listener (tests pass port 0).
+//! [`Application::run_until_stopped`] serves until the shutdown future
+//! resolves, then drains: stop accepting, close connections with 1012 in
+//! small batches so clients reconnect elsewhere without a stampede,
+//! unsubscribe, and exit within the drain timeout.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use notify_auth::JwtVerifier;
+use notify_bus::Publisher;
+use notify_protocol::ChannelNames;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Drain};
+use crate::connection::Node;
+use crate::outbox::CloseSignal;
+use crate::registry::Registry;
+use crate::routes;
+use crate::subscriber::{Subscriber, SubscriberStatus};
+
+pub struct Application {
+    port: u16,
+    node: Arc<Node>,
+    server: Server,
+    subscriber: JoinHandle<()>,
+    stats: JoinHandle<()>,
+    stop_subscriber: watch::Sender<bool>,
+    drain: Drain,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
+        let port = listener.local_addr()?.port();
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{port}", host_name()));
+
+        let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
+            .context("building the MySQL pool")?;
+        let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
+            .context("building the Redis pool")?;
+        let (publisher, _publisher_task) = Publisher::start(redis, 4096);
+        let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
+        let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
+        let channels = ChannelNames::new(config.channel_prefix.clone());
+        let status = Arc::new(SubscriberStatus::default());
+        let (stop_subscriber, stop_rx) = watch::channel(false);
+        let subscriber = tokio::spawn(
+            Subscriber {
+                client,
+                registry: registry.clone(),
+                channels: channels.clone(),
+                status: status.clone(),
+            }
+            .run(stop_rx),
+        );
+
+        let node = Arc::new(Node {
+            id: node_id,
+            registry,
+            jwt: JwtVerifier::new(&config.jwt),
+            db,
+            publisher,
+            channels,
+            limits: config.limits.clone(),
+            allowed_origins: config.allowed_origins.clone(),
+            subscriber: status,
+            draining: AtomicBool::new(false),
+        });
+        let stats = tokio::spawn(log_stats(node.clone(), config.stats_interval));
+
+        let data = web::Data::from(node.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    routes::error(
+                        actix_web::http::StatusCode::NOT_FOUND,
+                        "not_found",
+                        "no such route",
+                    )
+                }))
+        })
+        // Shutdown is ours to run (see `run_until_stopped`).
+        .disable_signals()
+        .shutdown_timeout(1);
+        if let Some(workers) = config.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            node,
+            server,
+            subscriber,
+            stats,
+            stop_subscriber,
+            drain: config.drain,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node.id
+    }
+
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            result = &mut server => {
+                self.stats.abort();
+                return Ok(result??);
+            }
+            _ = shutdown => {}
+        }
+        tracing::info!("draining");
+        let deadline = tokio::time::Instant::now() + self.drain.timeout;
+        drain(&self.node, &handle, &self.drain, deadline).await;
+        self.stop_subscriber.send_replace(true);
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), self.subscriber).await;
+        self.stats.abort();
+        handle.stop(false).await;
+        let _ = server.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn drain(node: &Node, handle: &ServerHandle, drain: &Drain, deadline: tokio::time::Instant) {
+    node.draining.store(true, Ordering::Relaxed);
+    handle.pause().await;
+    let outboxes = node.registry.outboxes();
+    let total = outboxes.len();
+    for batch in outboxes.chunks(drain.batch) {
+        for outbox in batch {
+            outbox.close(CloseSignal::Restart);
+        }
+        if tokio::time::Instant::now() + drain.interval >= deadline {
+            break;
+        }
+        tokio::time::sleep(drain.interval).await;
+    }
+    // Close whatever the deadline cut short, all at once.
+    for outbox in node.registry.outboxes() {
+        outbox.close(CloseSignal::Restart);
+    }
+    while node.registry.counts().0 > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (left, _) = node.registry.counts();
+    tracing::info!(
+        closed = total - left.min(total),
+        left,
+        "connections drained"
+    );
+}
+
+async fn log_stats(node: Arc<Node>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (connections, users) = node.registry.counts();
+        tracing::info!(
+            node = %node.id,
+            connections,
+            users,
+            redis = node.subscriber.connected.load(Ordering::Relaxed),
+            events_received = node.subscriber.received.load(Ordering::Relaxed),
+            "gateway stats"
+        );
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "gateway".into())
+}

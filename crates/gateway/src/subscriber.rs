@@ -1,0 +1,190 @@
+//! The node's one Redis subscriber connection.
+//!
+//! It holds exactly the channels of the users connected to this node,
+//! reconciling with the registry whenever connections come and go, and
+//! hands every message to the registry for delivery. When the connection is
+//! lost it reconnects with backoff and resubscribes everything local users
+//! need; connections stay open meanwhile.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use notify_protocol::ChannelNames;
+use redis::aio::PubSubSink;
+use tokio::sync::watch;
+
+use crate::registry::Registry;
+
+/// Channels per SUBSCRIBE/UNSUBSCRIBE command.
+const CHUNK: usize = 1000;
+/// Any Redis call slower than this counts as a lost connection.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle subscriber checks its connection.
+const PING_EVERY: Duration = Duration::from_secs(15);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the rest of the node can see of the subscriber.
+#[derive(Default)]
+pub struct SubscriberStatus {
+    pub connected: AtomicBool,
+    pub received: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+pub struct Subscriber {
+    pub client: redis::Client,
+    pub registry: Arc<Registry>,
+    pub channels: ChannelNames,
+    pub status: Arc<SubscriberStatus>,
+}
+
+impl Subscriber {
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.session(&mut shutdown, &mut backoff).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if self.status.connected.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(%error, "Redis subscriber connection lost");
+                    } else {
+                        tracing::debug!(%error, "Redis subscriber still unavailable");
+                    }
+                }
+            }
+            self.registry.clear_subscribed();
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One connection's life: subscribe what is wanted, then serve messages
+    /// and reconcile until the connection fails (Err) or shutdown (Ok).
+    async fn session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        backoff: &mut Duration,
+    ) -> Result<(), String> {
+        let pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (mut sink, mut stream) = pubsub.split();
+        let mut held: HashSet<Arc<str>> = HashSet::new();
+        // Everything marked dirty before now is covered by this full pass.
+        self.registry.take_dirty();
+        let wanted = self.registry.users_wanted();
+        self.subscribe(&mut sink, &wanted, &mut held).await?;
+        self.status.connected.store(true, Ordering::Relaxed);
+        *backoff = BACKOFF_MIN;
+        tracing::info!(channels = held.len(), "Redis subscriber connected");
+
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(message) => self.dispatch(&message),
+                    None => return Err("connection closed".into()),
+                },
+                _ = self.registry.dirtied() => self.reconcile(&mut sink, &mut held).await?,
+                _ = ping.tick() => {
+                    tokio::time::timeout(CALL_TIMEOUT, sink.ping::<String>())
+                        .await
+                        .map_err(|_| "ping timed out".to_string())?
+                        .map_err(|e| e.to_string())?;
+                }
+                _ = stopped(shutdown) => {
+                    let channels: Vec<String> = held.iter().map(|u| self.channels.user(u)).collect();
+                    for chunk in channels.chunks(CHUNK) {
+                        let _ = tokio::time::timeout(CALL_TIMEOUT, sink.unsubscribe(chunk)).await;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, message: &redis::Msg) {
+        self.status.received.fetch_add(1, Ordering::Relaxed);
+        let channel = message.get_channel_name();
+        let Some(user) = self.channels.user_of(channel) else {
+            return;
+        };
+        // Validated once here; every connection then shares the same bytes.
+        let Ok(frame) = ByteString::try_from(message.get_payload_bytes().to_vec()) else {
+            tracing::warn!(channel, "dropped a non-UTF-8 event");
+            return;
+        };
+        self.registry.deliver(user, &frame);
+    }
+
+    async fn reconcile(
+        &self,
+        sink: &mut PubSubSink,
+        held: &mut HashSet<Arc<str>>,
+    ) -> Result<(), String> {
+        let mut add = Vec::new();
+        let mut remove = Vec::new();
+        for user in self.registry.take_dirty() {
+            match (self.registry.wants(&user), held.contains(&user)) {
+                (true, false) => add.push(user),
+                (false, true) => remove.push(user),
+                // Subscribed already: make sure new connections know it.
+                (true, true) => self.registry.set_subscribed([&user], true),
+                (false, false) => {}
+            }
+        }
+        self.subscribe(sink, &add, held).await?;
+        for chunk in remove.chunks(CHUNK) {
+            let channels: Vec<String> = chunk.iter().map(|u| self.channels.user(u)).collect();
+            call(sink.unsubscribe(&channels)).await?;
+            for user in chunk {
+                held.remove(user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        sink: &mut PubSubSink,
+        users: &[Arc<str>],
+        held: &mut HashSet<Arc<str>>,
+    ) -> Result<(), String> {
+        for chunk in users.chunks(CHUNK) {
+            let channels: Vec<String> = chunk.iter().map(|u| self.channels.user(u)).collect();
+            call(sink.subscribe(&channels)).await?;
+            held.extend(chunk.iter().cloned());
+            self.registry.set_subscribed(chunk, true);
+        }
+        Ok(())
+    }
+}
+
+async fn call<T>(
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    tokio::time::timeout(CALL_TIMEOUT, future)
+        .await
+        .map_err(|_| "Redis call timed out".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Resolves once shutdown is requested (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

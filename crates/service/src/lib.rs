@@ -1,0 +1,5 @@
+//! What every service binary shares: settings read from the environment and
+//! the logging setup.
+
+pub mod settings;
+pub mod telemetry;
