@@ -1,67 +1,16 @@
 //! Behaviour when MySQL or Redis is away.
 
-use std::net::SocketAddr;
-
 use awc::http::StatusCode;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use notify_testkit::outage::{mysql_addr, mysql_url_via, Outage};
 
 use crate::helpers::*;
 
-/// A TCP forwarder that can be switched off, cutting every open connection
-/// and refusing new ones: MySQL "going away" for one test only.
-struct Outage {
-    port: u16,
-    up: watch::Sender<bool>,
-}
-
-impl Outage {
-    async fn start(upstream: SocketAddr) -> Outage {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (up, _) = watch::channel(true);
-        let state = up.subscribe();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !*state.borrow() {
-                    continue; // dropped: the peer sees the connection close
-                }
-                let mut state = state.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = state.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Outage { port, up }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
-fn mysql_upstream() -> SocketAddr {
-    let base = mysql_base();
-    let authority = base.rsplit('@').next().unwrap().trim_end_matches('/');
-    authority.parse().unwrap()
-}
-
 #[actix_web::test]
 async fn mysql_down_is_503_with_retry_after_and_writes_nothing() {
-    let outage = Outage::start(mysql_upstream()).await;
+    let outage = Outage::start(mysql_addr()).await;
     let port = outage.port;
     let app = TestApp::spawn_with(|config| {
-        let (head, db) = config.database_url.rsplit_once('/').unwrap();
-        let (user, _) = head.rsplit_once('@').unwrap();
-        // mysql_async would otherwise switch to the unix socket and bypass
-        // the forwarder.
-        config.database_url = format!("{user}@127.0.0.1:{port}/{db}?prefer_socket=false");
+        config.database_url = mysql_url_via(&config.database_url, port);
     })
     .await;
     app.notify(&["alice"], "before").await;

@@ -1,4 +1,3 @@
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use awc::http::StatusCode;
@@ -7,79 +6,12 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use notify_api::{Application, Config};
-use notify_auth::{jwt::sign_hs256, ApiKeys, Claims, JwtConfig};
+use notify_auth::{ApiKeys, JwtConfig};
 use serde_json::Value;
 
 pub const API_KEY: &str = "test-api-key-1";
 pub const SECOND_API_KEY: &str = "test-api-key-2";
-pub const JWT_SECRET: &str = "test-secret-at-least-16";
-
-pub fn mysql_base() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A name no other test (or earlier run) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A fresh database, dropped when this goes out of scope.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> TestDb {
-        let name = unique("notify_test");
-        notify_store::migrate::execute_admin(
-            &format!("{}/test", mysql_base()),
-            format!("CREATE DATABASE `{name}`"),
-        )
-        .await
-        .expect("create test database");
-        TestDb {
-            url: format!("{}/{name}", mysql_base()),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin = format!("{}/test", mysql_base());
-        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let _ = rt.block_on(notify_store::migrate::execute_admin(&admin, sql));
-        })
-        .join();
-    }
-}
+pub use notify_testkit::{now_secs, redis_url, TestDb, JWT_SECRET};
 
 pub struct TestApp {
     pub addr: String,
@@ -108,7 +40,7 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         notify_service::telemetry::init();
         let db = TestDb::create().await;
-        let prefix = format!("{}:", unique("t"));
+        let prefix = format!("{}:", notify_testkit::unique("t"));
         let mut config = Config {
             database_url: db.url.clone(),
             redis_url: redis_url(),
@@ -139,15 +71,7 @@ impl TestApp {
     }
 
     pub fn token(&self, user: &str) -> String {
-        sign_hs256(
-            JWT_SECRET.as_bytes(),
-            &Claims {
-                sub: user.into(),
-                exp: now_secs() + 600,
-                jti: None,
-            },
-        )
-        .unwrap()
+        notify_testkit::token(user)
     }
 
     pub async fn request(

@@ -1,0 +1,190 @@
+use std::time::Duration;
+
+use notify_auth::{ApiKeys, JwtConfig};
+use notify_gateway::config::{Drain, Limits};
+use notify_testkit::{redis_url, token, unique, ws::WsClient, TestDb, JWT_SECRET};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const API_KEY: &str = "gateway-test-key";
+
+pub struct Gateway {
+    pub port: u16,
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Gateway {
+    /// Triggers the drain, as SIGTERM does, and waits for the node to stop.
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            tokio::time::timeout(Duration::from_secs(20), done)
+                .await
+                .expect("gateway stops within the drain timeout")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub async fn ready(&self) -> (u16, Value) {
+        get(&format!("http://127.0.0.1:{}/ready", self.port)).await
+    }
+
+    pub async fn connect(&self, user: &str) -> (WsClient, Value) {
+        WsClient::connect_as(&self.base, &token(user)).await
+    }
+
+    /// Local connections the node holds, from `/ready`.
+    pub async fn connections(&self) -> u64 {
+        self.ready().await.1["connections"].as_u64().unwrap()
+    }
+}
+
+pub struct Cluster {
+    pub db: TestDb,
+    pub prefix: String,
+    pub redis_url: String,
+    pub api: String,
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Self::start_on(redis_url()).await
+    }
+
+    /// An api on a fresh database, publishing to `redis_url`.
+    pub async fn start_on(redis_url: String) -> Cluster {
+        notify_service::telemetry::init();
+        let db = TestDb::create().await;
+        let prefix = format!("{}:", unique("g"));
+        let config = notify_api::Config {
+            database_url: db.url.clone(),
+            redis_url: redis_url.clone(),
+            jwt: jwt(),
+            api_keys: ApiKeys::parse(API_KEY),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            workers: Some(1),
+            database_pool_size: 4,
+            redis_pool_size: 2,
+            channel_prefix: prefix.clone(),
+        };
+        let app = notify_api::Application::build(config).await.expect("api");
+        let api = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Cluster {
+            db,
+            prefix,
+            redis_url,
+            api,
+        }
+    }
+
+    pub fn gateway_config(&self) -> notify_gateway::Config {
+        notify_gateway::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            node_id: None,
+            redis_url: self.redis_url.clone(),
+            database_url: self.db.url.clone(),
+            jwt: jwt(),
+            channel_prefix: self.prefix.clone(),
+            allowed_origins: None,
+            limits: Limits {
+                auth_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+            drain: Drain {
+                timeout: Duration::from_secs(10),
+                batch: 2,
+                interval: Duration::from_millis(20),
+            },
+            stats_interval: Duration::from_secs(3600),
+            workers: Some(1),
+            database_pool_size: 2,
+            redis_pool_size: 2,
+        }
+    }
+
+    pub async fn gateway(&self) -> Gateway {
+        self.gateway_with(|_| {}).await
+    }
+
+    pub async fn gateway_with(&self, adjust: impl FnOnce(&mut notify_gateway::Config)) -> Gateway {
+        let mut config = self.gateway_config();
+        adjust(&mut config);
+        let app = notify_gateway::Application::build(config)
+            .await
+            .expect("gateway");
+        let port = app.port();
+        let (stop, stopped) = oneshot::channel();
+        let done = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let gateway = Gateway {
+            port,
+            base: format!("ws://127.0.0.1:{port}"),
+            stop: Some(stop),
+            done: Some(done),
+        };
+        notify_testkit::eventually("gateway ready", Duration::from_secs(10), || async {
+            gateway.ready().await.0 == 200
+        })
+        .await;
+        gateway
+    }
+
+    /// Sends one notification to each recipient through the api; returns ids.
+    pub async fn notify(&self, recipients: &[&str], message: &str) -> Vec<u64> {
+        let body = json!({"recipients": recipients, "title": "t", "message": message});
+        self.send_raw(&body.to_string()).await
+    }
+
+    /// Posts a `/v1/notifications` body as is; returns ids.
+    pub async fn send_raw(&self, body: &str) -> Vec<u64> {
+        let mut response = awc::Client::new()
+            .post(format!("{}/v1/notifications", self.api))
+            .insert_header(("x-api-key", API_KEY))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body.to_owned())
+            .await
+            .expect("post notification");
+        let reply: Value = response.json().await.expect("json reply");
+        assert_eq!(response.status().as_u16(), 202, "{reply}");
+        serde_json::from_value(reply["ids"].clone()).unwrap()
+    }
+
+    /// Redis channels of this test that have at least one subscriber.
+    pub async fn subscribed_channels(&self) -> Vec<String> {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        channels.sort();
+        channels
+    }
+}
+
+pub fn jwt() -> JwtConfig {
+    JwtConfig {
+        secret: JWT_SECRET.as_bytes().to_vec(),
+        issuer: None,
+        audience: None,
+    }
+}
+
+pub async fn get(url: &str) -> (u16, Value) {
+    let mut response = awc::Client::new().get(url).send().await.expect("GET");
+    let body = response.body().await.expect("body");
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}

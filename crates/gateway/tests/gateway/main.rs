@@ -1,0 +1,7 @@
+//! Integration tests of the gateway: real gateways and a real api in
+//! process, real MySQL and Redis, real WebSocket clients over TCP.
+
+mod auth;
+mod delivery;
+mod helpers;
+mod resilience;

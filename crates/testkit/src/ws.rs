@@ -1,0 +1,154 @@
+//! A WebSocket client for tests, over a real TCP connection.
+
+use std::time::Duration;
+
+use actix_codec::Framed;
+use awc::ws::{Codec, Frame, Message};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for any one frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, PartialEq)]
+pub enum Received {
+    Text(Value),
+    Close(Option<u16>, String),
+    Pong(Vec<u8>),
+    Other(String),
+    /// The connection ended without a close frame.
+    Ended,
+}
+
+pub struct WsClient {
+    framed: Framed<BoxedSocket, Codec>,
+    /// Answer protocol pings (a well-behaved client); off to play dead.
+    pub auto_pong: bool,
+}
+
+impl WsClient {
+    /// Opens `/ws`; on refusal returns the HTTP status.
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, u16> {
+        let mut request = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish()
+            .ws(url)
+            .max_frame_size(1 << 20);
+        for (name, value) in headers {
+            request = request.set_header(*name, *value);
+        }
+        match request.connect().await {
+            Ok((_, framed)) => Ok(WsClient {
+                framed,
+                auto_pong: true,
+            }),
+            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
+            Err(e) => panic!("websocket connect to {url} failed: {e}"),
+        }
+    }
+
+    /// Connects with a token in the `Authorization` header and returns the
+    /// client with its `welcome` frame.
+    pub async fn connect_as(base: &str, token: &str) -> (WsClient, Value) {
+        let auth = format!("Bearer {token}");
+        let mut client = Self::connect(&format!("{base}/ws"), &[("authorization", &auth)])
+            .await
+            .unwrap_or_else(|status| panic!("connect refused with {status}"));
+        let welcome = client.text().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (client, welcome)
+    }
+
+    pub async fn next(&mut self) -> Received {
+        loop {
+            let frame = tokio::time::timeout(FRAME_TIMEOUT, self.framed.next())
+                .await
+                .expect("no frame within the timeout");
+            match frame {
+                None | Some(Err(_)) => return Received::Ended,
+                Some(Ok(Frame::Ping(bytes))) => {
+                    if self.auto_pong {
+                        let _ = self.framed.send(Message::Pong(bytes)).await;
+                    }
+                }
+                Some(Ok(Frame::Pong(bytes))) => return Received::Pong(bytes.to_vec()),
+                Some(Ok(Frame::Text(bytes))) => {
+                    return Received::Text(
+                        serde_json::from_slice(&bytes).expect("text frame is JSON"),
+                    )
+                }
+                Some(Ok(Frame::Close(reason))) => {
+                    return Received::Close(
+                        reason.as_ref().map(|r| u16::from(r.code)),
+                        reason.and_then(|r| r.description).unwrap_or_default(),
+                    )
+                }
+                Some(Ok(other)) => return Received::Other(format!("{other:?}")),
+            }
+        }
+    }
+
+    /// The next frame, which must be a text frame.
+    pub async fn text(&mut self) -> Value {
+        match self.next().await {
+            Received::Text(value) => value,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next notification frame's notification id.
+    pub async fn notification_id(&mut self) -> u64 {
+        let frame = self.text().await;
+        assert_eq!(frame["type"], "notification", "{frame}");
+        frame["notification"]["id"].as_u64().unwrap()
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (Option<u16>, String) {
+        loop {
+            match self.next().await {
+                Received::Close(code, reason) => return (code, reason),
+                Received::Ended => return (None, String::new()),
+                Received::Text(_) | Received::Pong(_) | Received::Other(_) => {}
+            }
+        }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.framed.send(message).await.expect("send");
+    }
+}
+
+/// Performs a WebSocket handshake by hand and returns the raw socket, for a
+/// client that then never reads.
+pub async fn raw_upgrade(port: u16, token: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        socket.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    socket
+}
