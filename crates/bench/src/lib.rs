@@ -1,0 +1,1 @@
+//! Measurement tools for `loadtest/memory.sh`; see the binaries.
