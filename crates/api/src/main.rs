@@ -1,6 +1,7 @@
 //! `notify-api` serves the HTTP api; `notify-api migrate` only applies
 //! pending migrations; `notify-api token USER [TTL_SECS]` prints a
-//! development JWT signed with `JWT_SECRET`.
+//! development JWT signed with `JWT_SECRET`; `notify-api healthcheck` exits
+//! 0 when the local server is ready (for container health checks).
 
 use anyhow::{bail, Context};
 use notify_api::{Application, Config};
@@ -23,6 +24,11 @@ async fn run() -> anyhow::Result<()> {
             let app = Application::build(Config::from_env()?).await?;
             tracing::info!(port = app.port(), "api listening");
             app.run_until_stopped().await
+        }
+        Some("healthcheck") => {
+            let addr = settings::parsed("API_ADDR")?
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8081)));
+            notify_service::healthcheck::probe(addr)
         }
         Some("migrate") => {
             let url = settings::required("DATABASE_URL")?;
@@ -52,6 +58,8 @@ async fn run() -> anyhow::Result<()> {
             println!("{}", sign_hs256(&jwt.secret, &claims)?);
             Ok(())
         }
-        Some(other) => bail!("unknown command {other:?}; expected serve, migrate or token"),
+        Some(other) => {
+            bail!("unknown command {other:?}; expected serve, migrate, token or healthcheck")
+        }
     }
 }

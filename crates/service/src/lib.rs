@@ -1,5 +1,6 @@
 //! What every service binary shares: settings read from the environment and
 //! the logging setup.
 
+pub mod healthcheck;
 pub mod settings;
 pub mod telemetry;
