@@ -35,6 +35,8 @@ const duplicates = new Counter('notifications_duplicated');
 const sendFailures = new Counter('send_failures');
 const wsFailures = new Counter('ws_failures');
 const connected = new Counter('ws_connected');
+const lateConnects = new Counter('ws_connected_late');
+const missing = new Counter('notifications_missing');
 
 export const options = {
   scenarios: {
@@ -63,15 +65,20 @@ export const options = {
     send_failures: ['count==0'],
     ws_failures: ['count==0'],
     ws_connected: [`count==${USERS}`],
+    // Sending starts at CONNECT_SECS; a client welcomed later would miss
+    // notifications by design (fresh clients get live events only).
+    ws_connected_late: ['count==0'],
+    notifications_missing: ['count==0'],
     dropped_iterations: ['count==0'],
     delivery_delay: [`p(95)<${env('P95_MS', '50')}`, `p(99)<${env('P99_MS', '100')}`],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'p(95)', 'p(99)', 'max'],
 };
 
-// One run id for every VU (each VU evaluates this file on its own).
+// One run id and start time for every VU (each VU evaluates this file on
+// its own).
 export function setup() {
-  return { run: env('RUN_ID', `${Date.now()}`) };
+  return { run: env('RUN_ID', `${Date.now()}`), start: Date.now() };
 }
 
 function user(run, n) {
@@ -84,21 +91,28 @@ export function clients(data) {
   const holdMs = (DURATION + GRACE_SECS) * 1000;
   for (let i = 0; i < count; i++) {
     const n = first + i;
-    setTimeout(() => open(user(data.run, n), CONNECT_SECS * 1000 - (n / USERS) * CONNECT_SECS * 500 + holdMs),
+    setTimeout(() => open(data, user(data.run, n), CONNECT_SECS * 1000 - (n / USERS) * CONNECT_SECS * 500 + holdMs),
       (n / USERS) * CONNECT_SECS * 500);
   }
 }
 
-function open(name, holdMs) {
+function open(data, name, holdMs) {
   const seen = new Set();
   let welcomed = false;
+  let welcomedAt = 0;
+  let closing = false;
   const ws = new WebSocket(`${WS}/ws?token=${token(SECRET, name)}`);
   ws.onmessage = (event) => {
     const frame = JSON.parse(event.data);
     if (frame.type === 'welcome') {
       welcomed = true;
+      welcomedAt = Date.now();
       connected.add(1);
-      setTimeout(() => ws.close(), holdMs);
+      if (welcomedAt > data.start + CONNECT_SECS * 1000) lateConnects.add(1);
+      setTimeout(() => {
+        closing = true;
+        ws.close();
+      }, holdMs);
     } else if (frame.type === 'notification') {
       const n = frame.notification;
       if (seen.has(n.id)) {
@@ -110,10 +124,43 @@ function open(name, holdMs) {
       delay.add(Date.now() - n.metadata.sent_at);
     }
   };
-  ws.onerror = () => wsFailures.add(1);
-  ws.onclose = () => {
-    if (!welcomed) wsFailures.add(1);
+  ws.onerror = (e) => {
+    // k6 reports writes racing its own close as errors; those are not ours.
+    if (closing) return;
+    wsFailures.add(1);
+    console.warn(`${name}: socket error ${e.error}`);
   };
+  ws.onclose = () => {
+    if (!welcomed) {
+      wsFailures.add(1);
+      return;
+    }
+    checkAgainstStore(name, seen, welcomedAt);
+  };
+}
+
+// MySQL is the source of truth: every notification stored for this user
+// after the client was welcomed must have arrived on the socket.
+function checkAgainstStore(name, seen, since) {
+  const auth = { headers: { Authorization: `Bearer ${token(SECRET, name)}` }, tags: { name: 'feed' } };
+  let before = '';
+  for (;;) {
+    const response = http.get(`${HTTP}/api/notifications?limit=100${before}`, auth);
+    if (response.status !== 200) {
+      sendFailures.add(1);
+      return;
+    }
+    const page = JSON.parse(response.body);
+    for (const n of page.notifications) {
+      if (Date.parse(n.created_at) <= since) return;
+      if (!seen.has(n.id)) {
+        missing.add(1);
+        console.warn(`${name}: notification ${n.id} (${n.created_at}) never arrived`);
+      }
+    }
+    if (page.next_cursor === null) return;
+    before = `&before=${page.next_cursor}`;
+  }
 }
 
 export function send(data) {
@@ -150,7 +197,8 @@ export function handleSummary(data) {
     `  sent=${count('notifications_sent')} received=${count('notifications_received')} ` +
       `lost=${count('notifications_sent') - count('notifications_received')} ` +
       `duplicated=${count('notifications_duplicated')} send_failures=${count('send_failures')} ` +
-      `ws_failures=${count('ws_failures')} connected=${count('ws_connected')}`,
+      `ws_failures=${count('ws_failures')} connected=${count('ws_connected')} ` +
+      `connected_late=${count('ws_connected_late')} missing_vs_mysql=${count('notifications_missing')}`,
     `  delivery ms: p50=${fmt(trend.med)} p95=${fmt(trend['p(95)'])} p99=${fmt(trend['p(99)'])} max=${fmt(trend.max)}`,
     '',
   ];

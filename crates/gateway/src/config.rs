@@ -18,6 +18,7 @@
 //! | `DRAIN_TIMEOUT_SECS` | `30` | longest graceful shutdown |
 //! | `DRAIN_BATCH` | `500` | connections closed per step while draining |
 //! | `DRAIN_INTERVAL_MS` | `100` | pause between draining steps |
+//! | `REDIS_PING_SECS` | `15` | how often the subscriber connection is checked |
 //! | `STATS_INTERVAL_SECS` | `60` | how often connection counts are logged |
 //! | `GATEWAY_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `4` | MySQL connections per node |
@@ -86,6 +87,7 @@ pub struct Config {
     pub limits: Limits,
     pub drain: Drain,
     pub stats_interval: Duration,
+    pub redis_ping_every: Duration,
     pub workers: Option<usize>,
     pub database_pool_size: usize,
     pub redis_pool_size: usize,
@@ -132,6 +134,7 @@ impl Config {
                     .unwrap_or(drain_default.interval),
             },
             stats_interval: secs("STATS_INTERVAL_SECS", Duration::from_secs(60))?,
+            redis_ping_every: secs("REDIS_PING_SECS", Duration::from_secs(15))?,
             workers: parsed("GATEWAY_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(4),
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(4),

@@ -116,6 +116,8 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
         "draining": draining,
         "connections": connections,
         "users": users,
+        "redis_reconnects": node.subscriber.reconnects.load(Ordering::Relaxed),
+        "redis_pings": node.subscriber.pings.load(Ordering::Relaxed),
     });
     if redis && !draining {
         HttpResponse::Ok().json(body)

@@ -64,6 +64,7 @@ impl Application {
                 registry: registry.clone(),
                 channels: channels.clone(),
                 status: status.clone(),
+                ping_every: config.redis_ping_every,
             }
             .run(stop_rx),
         );

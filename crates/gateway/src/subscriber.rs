@@ -23,8 +23,6 @@ use crate::registry::Registry;
 const CHUNK: usize = 1000;
 /// Any Redis call slower than this counts as a lost connection.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an idle subscriber checks its connection.
-const PING_EVERY: Duration = Duration::from_secs(15);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -34,6 +32,8 @@ pub struct SubscriberStatus {
     pub connected: AtomicBool,
     pub received: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Health pings answered on the subscriber connection.
+    pub pings: AtomicU64,
 }
 
 pub struct Subscriber {
@@ -41,6 +41,9 @@ pub struct Subscriber {
     pub registry: Arc<Registry>,
     pub channels: ChannelNames,
     pub status: Arc<SubscriberStatus>,
+    /// How often the connection is checked with PING; a silent network
+    /// failure is noticed within this plus the call timeout.
+    pub ping_every: Duration,
 }
 
 impl Subscriber {
@@ -92,7 +95,7 @@ impl Subscriber {
         *backoff = BACKOFF_MIN;
         tracing::info!(channels = held.len(), "Redis subscriber connected");
 
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut ping = tokio::time::interval(self.ping_every);
         ping.reset();
         loop {
             tokio::select! {
@@ -102,10 +105,9 @@ impl Subscriber {
                 },
                 _ = self.registry.dirtied() => self.reconcile(&mut sink, &mut held).await?,
                 _ = ping.tick() => {
-                    tokio::time::timeout(CALL_TIMEOUT, sink.ping::<String>())
-                        .await
-                        .map_err(|_| "ping timed out".to_string())?
-                        .map_err(|e| e.to_string())?;
+                    // In subscriber mode the answer is ["pong", ""], not "PONG".
+                    call(sink.ping::<redis::Value>()).await?;
+                    self.status.pings.fetch_add(1, Ordering::Relaxed);
                 }
                 _ = stopped(shutdown) => {
                     let channels: Vec<String> = held.iter().map(|u| self.channels.user(u)).collect();

@@ -187,3 +187,22 @@ async fn delivery_resumes_after_redis_restarts() {
         other => panic!("expected the notification, got {other:?}"),
     }
 }
+
+/// The periodic health check of the subscriber connection must not itself
+/// break the connection (a subscribed connection answers PING with an
+/// array), or every check would open a gap in delivery.
+#[actix_web::test]
+async fn subscriber_health_pings_keep_the_connection() {
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| c.redis_ping_every = Duration::from_millis(50))
+        .await;
+    let (mut client, _) = g.connect("pat").await;
+    eventually("three health pings", Duration::from_secs(10), || async {
+        g.ready().await.1["redis_pings"].as_u64().unwrap() >= 3
+    })
+    .await;
+    assert_eq!(g.ready().await.1["redis_reconnects"], 0);
+    let ids = cluster.notify(&["pat"], "still subscribed").await;
+    assert_eq!(client.notification_id().await, ids[0]);
+}
