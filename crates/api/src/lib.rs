@@ -2,6 +2,7 @@
 //! change on the recipient's Redis channel once it is committed.
 
 pub mod auth;
+pub mod batcher;
 pub mod body;
 pub mod config;
 pub mod error;

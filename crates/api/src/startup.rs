@@ -14,6 +14,7 @@ use notify_bus::Publisher;
 use notify_protocol::ChannelNames;
 use tokio::task::JoinHandle;
 
+use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::routes;
 use crate::state::AppState;
@@ -49,11 +50,19 @@ impl Application {
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
         let (publisher, publisher_task) = Publisher::start(redis.clone(), PUBLISH_QUEUE);
+        let channels = ChannelNames::new(config.channel_prefix.clone());
+        let batcher = Batcher::start(
+            db.clone(),
+            publisher.clone(),
+            channels.clone(),
+            config.write_concurrency,
+        );
         let state = web::Data::new(AppState {
             db,
+            batcher,
             redis,
             publisher,
-            channels: ChannelNames::new(config.channel_prefix.clone()),
+            channels,
             jwt: JwtVerifier::new(&config.jwt),
             api_keys: config.api_keys.clone(),
         });

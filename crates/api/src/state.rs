@@ -1,12 +1,15 @@
 //! What every request handler shares.
 
 use notify_auth::{ApiKeys, JwtVerifier};
+
+use crate::batcher::Batcher;
 use notify_bus::{Publisher, RedisPool};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::DbPool;
 
 pub struct AppState {
     pub db: DbPool,
+    pub batcher: Batcher,
     pub redis: RedisPool,
     pub publisher: Publisher,
     pub channels: ChannelNames,

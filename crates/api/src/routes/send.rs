@@ -4,15 +4,14 @@
 //! multi-row INSERT, and publish one event per recipient after the commit.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel_async::AsyncConnection;
 use notify_auth::{jwt::valid_user_id, ApiKeyId};
-use notify_protocol::Event;
-use notify_store::{Claim, IdempotencyKey, NewNotification, Notification, StoreError};
+use notify_store::{Claim, IdempotencyKey};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{api_key_from_headers, require_api_key};
+use crate::batcher::{Reply, Submission};
 use crate::body::{self, MAX_BODY_BYTES};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -100,9 +99,9 @@ pub async fn send_many(
         &state,
         &sender,
         idempotency_key.map(|k| (k, request_hash(&req, &raw))),
-        &request.recipients,
-        &content,
-        |ids| serde_json::json!({ "ids": ids }).to_string(),
+        request.recipients.clone(),
+        content,
+        Reply::Ids,
     )
     .await?;
     Ok(accepted(body))
@@ -153,9 +152,9 @@ pub async fn webhook(
         &state,
         &sender,
         idempotency_key.map(|k| (k, request_hash(&req, &raw))),
-        std::slice::from_ref(&request.recipient_id),
-        &content,
-        |ids| serde_json::json!({ "id": ids.first() }).to_string(),
+        vec![request.recipient_id.clone()],
+        content,
+        Reply::Id,
     )
     .await?;
     Ok(accepted(body))
@@ -261,19 +260,21 @@ fn accepted(body: String) -> HttpResponse {
         .body(body)
 }
 
-/// Stores one row per recipient in one transaction, then publishes. Returns
-/// the response body, which is also what an idempotent retry replays.
+/// Claims the idempotency key (if any), then hands the rows to the batcher,
+/// which stores them in one transaction with other requests' rows and
+/// publishes after the commit. Returns the response body, which is also what
+/// an idempotent retry replays.
 async fn store_and_publish(
     state: &AppState,
     sender: &ApiKeyId,
     idempotency: Option<(String, String)>,
-    recipients: &[String],
-    content: &Content<'_>,
-    respond: impl Fn(&[u64]) -> String + Send + Sync,
+    recipients: Vec<String>,
+    content: Content<'_>,
+    reply: Reply,
 ) -> Result<String, ApiError> {
-    let mut conn = notify_store::pool::get(&state.db).await?;
     let source = sender.0.as_str();
     if let Some((key, hash)) = &idempotency {
+        let mut conn = notify_store::pool::get(&state.db).await?;
         match IdempotencyKey::claim(&mut conn, source, key, hash).await? {
             Claim::Fresh => {}
             Claim::Replay(body) => return Ok(body),
@@ -281,49 +282,28 @@ async fn store_and_publish(
             Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
         }
     }
-    let created_at = notify_store::now();
-    let rows: Vec<NewNotification> = recipients
-        .iter()
-        .enumerate()
-        .map(|(i, user_id)| NewNotification {
-            user_id,
-            kind: content.kind,
-            title: content.title,
-            message: content.message,
-            link: content.link,
-            metadata: content.metadata,
-            created_at,
-            source: Some(source),
-            idempotency_key: idempotency.as_ref().map(|(key, _)| format!("{key}#{i}")),
-        })
-        .collect();
-    let key = idempotency.as_ref().map(|(key, _)| key.as_str());
-    let stored = conn
-        .transaction(async |conn| {
-            let ids = Notification::insert_batch(conn, &rows).await?;
-            let body = respond(&ids);
-            if let Some(key) = key {
-                IdempotencyKey::complete(conn, source, key, &body).await?;
-            }
-            Ok::<_, StoreError>((ids, body))
-        })
-        .await;
-    let (ids, body) = match stored {
-        Ok(stored) => stored,
-        Err(e) => {
+    let key = idempotency.map(|(key, _)| key);
+    let submission = Submission {
+        recipients,
+        kind: content.kind.to_owned(),
+        title: content.title.to_owned(),
+        message: content.message.to_owned(),
+        link: content.link.map(str::to_owned),
+        metadata: content.metadata.map(str::to_owned),
+        source: source.to_owned(),
+        idempotency_key: key.clone(),
+        reply,
+    };
+    match state.batcher.submit(submission).await {
+        Ok(body) => Ok(body),
+        Err(error) => {
             if let Some(key) = key {
                 // Best effort: if this fails too, the claim expires by itself.
-                let _ = IdempotencyKey::release(&mut conn, source, key).await;
+                if let Ok(mut conn) = notify_store::pool::get(&state.db).await {
+                    let _ = IdempotencyKey::release(&mut conn, source, &key).await;
+                }
             }
-            return Err(e.into());
+            Err(error.into())
         }
-    };
-    drop(conn);
-    for (row, id) in rows.iter().zip(ids) {
-        let event = Event::Notification {
-            notification: row.stored(id).into_wire(),
-        };
-        state.publish(row.user_id, &event);
     }
-    Ok(body)
 }

@@ -53,6 +53,7 @@ impl TestApp {
             addr: "127.0.0.1:0".parse().unwrap(),
             workers: Some(1),
             database_pool_size: 4,
+            write_concurrency: 2,
             redis_pool_size: 2,
             channel_prefix: prefix.clone(),
         };

@@ -330,3 +330,51 @@ async fn unknown_route_is_json_404() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.code(), "not_found");
 }
+
+/// Many requests at once are written together (see `batcher`); each still
+/// gets exactly its own rows and ids, and each recipient its own event.
+#[actix_web::test]
+async fn concurrent_requests_each_get_their_own_ids() {
+    let app = TestApp::spawn().await;
+    let mut subscriptions = Vec::new();
+    for i in 0..40 {
+        subscriptions.push(app.subscribe(&format!("c{i}")).await);
+    }
+    let replies = futures_util::future::join_all((0..40).map(|i| {
+        let body = json!({
+            "recipients": [format!("c{i}"), format!("d{i}")],
+            "title": format!("t{i}"),
+            "message": "m",
+        })
+        .to_string();
+        let app = &app;
+        async move { app.send("/v1/notifications", &body).await }
+    }))
+    .await;
+    let mut all_ids = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        let ids: Vec<u64> = serde_json::from_value(reply.body["ids"].clone()).unwrap();
+        assert_eq!(ids.len(), 2);
+        for (id, user) in ids.iter().zip([format!("c{i}"), format!("d{i}")]) {
+            assert_eq!(
+                app.count(&format!(
+                    "SELECT COUNT(*) AS n FROM notifications WHERE id = {id} AND user_id = '{user}' AND title = 't{i}'"
+                ))
+                .await,
+                1,
+                "id {id} is not {user}'s"
+            );
+        }
+        all_ids.extend(ids);
+    }
+    all_ids.sort();
+    all_ids.dedup();
+    assert_eq!(all_ids.len(), 80);
+    assert_eq!(app.rows().await, 80);
+    for (i, sub) in subscriptions.iter_mut().enumerate() {
+        let event = sub.next().await;
+        assert_eq!(event["notification"]["id"], replies[i].body["ids"][0]);
+        assert_eq!(event["notification"]["title"], format!("t{i}"));
+    }
+}
