@@ -10,19 +10,45 @@
 //!
 //! A batch that fails for a reason other than MySQL being away is retried
 //! one request at a time, so one bad request cannot fail its neighbours.
+//!
+//! Each of the `in_flight` writers keeps its MySQL connection between
+//! batches (its prepared statements stay warm and no checkout ping is paid
+//! per batch); a connection that failed is dropped and the next batch takes
+//! a fresh, verified one from the pool.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use notify_protocol::{ChannelNames, Event};
-use notify_store::{DbPool, IdempotencyKey, NewNotification, Notification, StoreError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use notify_store::{DbConn, DbPool, IdempotencyKey, NewNotification, Notification, StoreError};
+use tokio::sync::{mpsc, oneshot};
 
 use notify_bus::Publisher;
 
 /// Rows in one INSERT; keeps a statement well under MySQL's 65,535
 /// placeholders (9 columns per row).
 const MAX_ROWS: usize = 2000;
+
+/// How long a writer may keep an unused connection.
+const KEEP_IDLE: Duration = Duration::from_secs(5);
+
+/// A failed statement on a connection that no longer answers means MySQL
+/// went away mid-transaction (503, retry), not a bad request (500).
+async fn classify(conn: &mut DbConn, error: StoreError) -> StoreError {
+    if error.is_unavailable() {
+        return error;
+    }
+    let alive = tokio::time::timeout(
+        Duration::from_secs(1),
+        diesel::sql_query("SELECT 1").execute(&mut **conn),
+    )
+    .await;
+    match alive {
+        Ok(Ok(_)) => error,
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
 
 /// What a request stores: the same content for each recipient.
 pub struct Submission {
@@ -88,11 +114,12 @@ impl Batcher {
             publisher,
             channels,
         });
-        tokio::spawn(collect(
-            rx,
-            flusher,
-            Arc::new(Semaphore::new(in_flight.max(1))),
-        ));
+        let in_flight = in_flight.max(1);
+        let (writers_tx, writers_rx) = mpsc::channel(in_flight);
+        for _ in 0..in_flight {
+            let _ = writers_tx.try_send(Writer { conn: None });
+        }
+        tokio::spawn(collect(rx, flusher, writers_tx, writers_rx));
         Batcher { tx }
     }
 
@@ -110,7 +137,19 @@ impl Batcher {
     }
 }
 
-async fn collect(mut rx: mpsc::Receiver<Job>, flusher: Arc<Flusher>, slots: Arc<Semaphore>) {
+/// One transaction slot and the connection it keeps between batches.
+struct Writer {
+    /// With the time it was last used: an idle connection is given back
+    /// rather than trusted (MySQL may have restarted meanwhile).
+    conn: Option<(DbConn, Instant)>,
+}
+
+async fn collect(
+    mut rx: mpsc::Receiver<Job>,
+    flusher: Arc<Flusher>,
+    writers_tx: mpsc::Sender<Writer>,
+    mut writers: mpsc::Receiver<Writer>,
+) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -120,8 +159,8 @@ async fn collect(mut rx: mpsc::Receiver<Job>, flusher: Arc<Flusher>, slots: Arc<
                 None => return,
             },
         };
-        // Waiting for a free transaction slot is what lets a batch grow.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        // Waiting for a free writer is what lets a batch grow.
+        let Some(mut writer) = writers.recv().await else {
             return;
         };
         let mut rows = first.submission.recipients.len();
@@ -135,17 +174,18 @@ async fn collect(mut rx: mpsc::Receiver<Job>, flusher: Arc<Flusher>, slots: Arc<
             batch.push(job);
         }
         let flusher = flusher.clone();
+        let writers_tx = writers_tx.clone();
         tokio::spawn(async move {
-            flusher.flush(batch).await;
-            drop(permit);
+            flusher.flush(&mut writer, batch).await;
+            let _ = writers_tx.send(writer).await;
         });
     }
 }
 
 impl Flusher {
-    async fn flush(&self, batch: Vec<Job>) {
+    async fn flush(&self, writer: &mut Writer, batch: Vec<Job>) {
         let subs: Vec<&Submission> = batch.iter().map(|j| &j.submission).collect();
-        let result = self.write(&subs).await;
+        let result = self.write(writer, &subs).await;
         match result {
             Ok(bodies) => {
                 for (job, body) in batch.into_iter().zip(bodies) {
@@ -167,7 +207,7 @@ impl Flusher {
                 tracing::warn!(%error, requests = batch.len(), "batch failed, retrying requests one by one");
                 for job in batch {
                     let result = self
-                        .write(&[&job.submission])
+                        .write(writer, &[&job.submission])
                         .await
                         .map(|mut b| b.remove(0));
                     let _ = job.done.send(result);
@@ -178,7 +218,11 @@ impl Flusher {
 
     /// One transaction for all submissions; returns each one's response
     /// body and publishes the events after the commit.
-    async fn write(&self, subs: &[&Submission]) -> Result<Vec<String>, StoreError> {
+    async fn write(
+        &self,
+        writer: &mut Writer,
+        subs: &[&Submission],
+    ) -> Result<Vec<String>, StoreError> {
         let created_at = notify_store::now();
         let rows: Vec<NewNotification> = subs
             .iter()
@@ -199,8 +243,11 @@ impl Flusher {
                     })
             })
             .collect();
-        let mut conn = notify_store::pool::get(&self.db).await?;
-        let (ids, bodies) = conn
+        let mut conn = match writer.conn.take() {
+            Some((conn, used)) if used.elapsed() < KEEP_IDLE => conn,
+            _ => notify_store::pool::get(&self.db).await?,
+        };
+        let result = conn
             .transaction(async |conn| {
                 let ids = Notification::insert_batch(conn, &rows).await?;
                 let mut bodies = Vec::with_capacity(subs.len());
@@ -216,8 +263,13 @@ impl Flusher {
                 }
                 Ok::<_, StoreError>((ids, bodies))
             })
-            .await?;
-        drop(conn);
+            .await;
+        let (ids, bodies) = match result {
+            Ok(done) => done,
+            Err(error) => return Err(classify(&mut conn, error).await),
+        };
+        // Kept only after success: a failed connection may be broken.
+        writer.conn = Some((conn, Instant::now()));
         for (row, id) in rows.iter().zip(ids) {
             let event = Event::Notification {
                 notification: row.stored(id).into_wire(),

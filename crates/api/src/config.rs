@@ -11,7 +11,7 @@
 //! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |
 //! | `API_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `16` | MySQL connections per process |
-//! | `WRITE_CONCURRENCY` | `4` | transactions storing new notifications at once; requests arriving meanwhile are batched into the next one |
+//! | `WRITE_CONCURRENCY` | `1` | transactions storing new notifications at once; requests arriving meanwhile are batched into the next one |
 //! | `REDIS_POOL_SIZE` | `8` | Redis connections per process |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
@@ -51,7 +51,7 @@ impl Config {
             addr: parsed("API_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
             workers: parsed("API_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(16),
-            write_concurrency: parsed("WRITE_CONCURRENCY")?.unwrap_or(4),
+            write_concurrency: parsed("WRITE_CONCURRENCY")?.unwrap_or(1),
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(8),
             channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
         })

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::dsl::{exists, max};
 use diesel::prelude::*;
-use diesel::sql_types::{Bigint, Unsigned};
+use diesel::sql_types::Bigint;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 use serde_json::value::RawValue;
 
@@ -67,10 +67,10 @@ pub enum ReadOutcome {
     NotFound,
 }
 
-#[derive(QueryableByName)]
-struct LastInsertId {
-    #[diesel(sql_type = Unsigned<Bigint>)]
-    id: u64,
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// MySQL's id of the first row of the last INSERT on this connection.
+    fn last_insert_id() -> Unsigned<Bigint>;
 }
 
 impl Notification {
@@ -106,10 +106,9 @@ impl Notification {
             .values(rows)
             .execute(conn)
             .await?;
-        let first = diesel::sql_query("SELECT LAST_INSERT_ID() AS id")
-            .get_result::<LastInsertId>(conn)
-            .await?
-            .id;
+        // A query-builder query (unlike sql_query) is a cached prepared
+        // statement: one round trip.
+        let first: u64 = diesel::select(last_insert_id()).get_result(conn).await?;
         if inserted != rows.len() {
             return Err(StoreError::Query(
                 diesel::result::Error::RollbackTransaction,

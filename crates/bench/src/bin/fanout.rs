@@ -1,0 +1,286 @@
+//! End-to-end throughput and latency: USERS WebSocket clients connect
+//! through the load balancer, then senders POST one notification per request
+//! at RATE per second to random users for DURATION seconds. Every client
+//! measures the delay from the send time carried in the metadata to receipt,
+//! and every id the api returned must arrive exactly once.
+//!
+//! Settings (environment): TARGET (http://127.0.0.1:8080), JWT_SECRET and
+//! API_KEY (required), USERS (2000), RATE (1000), DURATION (20), SENDERS
+//! (64 concurrent HTTP connections), GRACE (10 s to wait for stragglers).
+//!
+//! Runs on one thread, so it uses at most one core; it reports its own CPU
+//! time so it can be accounted for. Exits non-zero when anything was lost,
+//! duplicated or refused, or the rate was not reached.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::rt;
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use notify_auth::{jwt::sign_hs256, Claims};
+use serde::Deserialize;
+
+#[derive(Default)]
+struct Stats {
+    latencies_us: Vec<u64>,
+    received: HashSet<u64>,
+    duplicates: u64,
+    sent: Vec<u64>,
+    send_errors: u64,
+    max_lag_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    notification: Option<Note>,
+}
+
+#[derive(Deserialize)]
+struct Note {
+    id: u64,
+    metadata: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    sent_us: u64,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e| anyhow::anyhow!("{name}: {e}")),
+        _ => Ok(default),
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let target = env_or("TARGET", "http://127.0.0.1:8080".to_string())?;
+    let secret = std::env::var("JWT_SECRET").context("JWT_SECRET must be set")?;
+    let api_key = std::env::var("API_KEY").context("API_KEY must be set")?;
+    let users: usize = env_or("USERS", 2000)?;
+    let rate: u64 = env_or("RATE", 1000)?;
+    let duration: u64 = env_or("DURATION", 20)?;
+    let senders: u64 = env_or("SENDERS", 64)?;
+    let grace: u64 = env_or("GRACE", 10)?;
+    let ws_base = target.replacen("http", "ws", 1);
+    let run = now_us();
+    let stats = Rc::new(RefCell::new(Stats::default()));
+
+    // Connect everyone first: a fresh client only gets live events.
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connector(awc::Connector::new().limit(0))
+        .finish();
+    let exp = now_us() / 1_000_000 + 3600;
+    let started = Instant::now();
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    let mut next = 0;
+    let mut connected = 0;
+    while connected < users {
+        while next < users && pending.len() < 200 {
+            let claims = Claims {
+                sub: format!("bench-{run}-{next}"),
+                exp,
+                jti: None,
+            };
+            let url = format!(
+                "{ws_base}/ws?token={}",
+                sign_hs256(secret.as_bytes(), &claims)?
+            );
+            let request = client.ws(url);
+            pending.push(async move {
+                let (_, mut socket) = request
+                    .connect()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
+                match socket.next().await {
+                    Some(Ok(awc::ws::Frame::Text(_))) => Ok(socket),
+                    other => Err(anyhow::anyhow!("no welcome: {other:?}")),
+                }
+            });
+            next += 1;
+        }
+        let Some(socket) = pending.next().await else {
+            break;
+        };
+        let mut socket = socket?;
+        connected += 1;
+        let stats = stats.clone();
+        rt::spawn(async move {
+            while let Some(Ok(frame)) = socket.next().await {
+                match frame {
+                    awc::ws::Frame::Text(bytes) => {
+                        let Ok(frame) = serde_json::from_slice::<Frame>(&bytes) else {
+                            continue;
+                        };
+                        if frame.kind != "notification" {
+                            continue;
+                        }
+                        let Some(note) = frame.notification else {
+                            continue;
+                        };
+                        let mut stats = stats.borrow_mut();
+                        if !stats.received.insert(note.id) {
+                            stats.duplicates += 1;
+                        } else if let Some(meta) = note.metadata {
+                            stats
+                                .latencies_us
+                                .push(now_us().saturating_sub(meta.sent_us));
+                        }
+                    }
+                    awc::ws::Frame::Ping(bytes) => {
+                        let _ = socket.send(awc::ws::Message::Pong(bytes)).await;
+                    }
+                    awc::ws::Frame::Close(_) => break,
+                    _ => {}
+                }
+            }
+        });
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    eprintln!("connected {connected} users in {connect_secs:.1} s");
+
+    // Open-loop pacing: sender k owns the sends k, k + SENDERS, ...
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connector(awc::Connector::new().limit(senders as usize))
+        .finish();
+    let total = rate * duration;
+    let cpu_before = cpu_secs();
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for k in 0..senders {
+        let http = http.clone();
+        let stats = stats.clone();
+        let url = format!("{target}/v1/notifications");
+        let api_key = api_key.clone();
+        workers.push(rt::spawn(async move {
+            let mut j = k;
+            while j < total {
+                let due = t0 + Duration::from_micros(j * 1_000_000 / rate);
+                let now = Instant::now();
+                if due > now {
+                    actix_web::rt::time::sleep_until(due.into()).await;
+                } else {
+                    let lag = (now - due).as_millis() as u64;
+                    let mut s = stats.borrow_mut();
+                    s.max_lag_ms = s.max_lag_ms.max(lag);
+                }
+                let user = format!("bench-{run}-{}", fastrand(j) % users as u64);
+                let body = format!(
+                    r#"{{"recipients":["{user}"],"type":"bench","title":"b","message":"m","metadata":{{"sent_us":{}}}}}"#,
+                    now_us()
+                );
+                let response = http
+                    .post(&url)
+                    .insert_header(("x-api-key", api_key.as_str()))
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(body)
+                    .await;
+                match response {
+                    Ok(mut r) if r.status().as_u16() == 202 => {
+                        let body = r.body().await.unwrap_or_default();
+                        let id = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["ids"][0].as_u64());
+                        let mut s = stats.borrow_mut();
+                        match id {
+                            Some(id) => s.sent.push(id),
+                            None => s.send_errors += 1,
+                        }
+                    }
+                    _ => stats.borrow_mut().send_errors += 1,
+                }
+                j += senders;
+            }
+        }));
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let send_secs = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(grace);
+    while Instant::now() < deadline {
+        {
+            let s = stats.borrow();
+            if s.sent.iter().all(|id| s.received.contains(id)) {
+                break;
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu = cpu_secs() - cpu_before;
+
+    let mut s = stats.borrow_mut();
+    let lost = s.sent.iter().filter(|id| !s.received.contains(id)).count();
+    s.latencies_us.sort_unstable();
+    let l = &s.latencies_us;
+    println!(
+        "fanout users={users} target_rate={rate}/s duration={duration}s senders={senders}\n  \
+         sent={} achieved={:.0}/s send_errors={} received={} lost={lost} duplicated={} max_send_lag_ms={}\n  \
+         delivery ms: p50={:.2} p95={:.2} p99={:.2} max={:.2}\n  \
+         load generator cpu: {cpu:.1} s over {send_secs:.1} s ({:.0}% of one core)",
+        s.sent.len(),
+        s.sent.len() as f64 / send_secs,
+        s.send_errors,
+        s.received.len(),
+        s.duplicates,
+        s.max_lag_ms,
+        percentile(l, 50.0),
+        percentile(l, 95.0),
+        percentile(l, 99.0),
+        percentile(l, 100.0),
+        cpu / send_secs * 100.0,
+    );
+    let rate_reached = s.sent.len() as f64 / send_secs >= rate as f64 * 0.97;
+    if lost > 0 || s.duplicates > 0 || s.send_errors > 0 || !rate_reached {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// A cheap deterministic spread of recipients (splitmix64).
+fn fastrand(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
