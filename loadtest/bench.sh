@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The benchmarks reported in docs/benchmarks.md, on a local cluster (nginx,
+# one api, three gateways, MySQL, Redis) with the load generator on the same
+# machine.
+#
+#   loadtest/bench.sh [RATE...]     (default: 200 2500 5000 10000)
+#
+# For each rate: USERS (2000) connected users, one POST per notification for
+# DURATION (20) seconds, end-to-end delivery latency, and the CPU seconds
+# every process used (the load generator included). Then idle memory per
+# connection (loadtest/memory.sh). Uses its own ports and database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RATES=${*:-"200 2500 5000 10000"}
+export NGINX_PORT=${BENCH_NGINX_PORT:-28080} API_PORT=${BENCH_API_PORT:-28081}
+export GATEWAY_PORTS=${BENCH_GATEWAY_PORTS:-"28082 28083 28084"}
+export CLUSTER_DIR=.cluster-bench DATABASE_URL=mysql://root@127.0.0.1:3306/notify_bench
+export CHANNEL_PREFIX=bench: RUST_LOG=warn
+USERS=${USERS:-2000}
+DURATION=${DURATION:-20}
+
+finish() {
+  scripts/cluster down >/dev/null || true
+  mysql -h127.0.0.1 -uroot -e 'DROP DATABASE IF EXISTS notify_bench' || true
+}
+trap finish EXIT
+
+cargo build --release -q -p notify-bench
+scripts/cluster up >/dev/null
+# shellcheck disable=SC1091
+. "$CLUSTER_DIR/secrets.env"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -r)"
+status=0
+for rate in $RATES; do
+  echo
+  JWT_SECRET=$SAVED_JWT_SECRET API_KEY=${SAVED_WEBHOOK_API_KEYS%%,*} \
+    TARGET=http://127.0.0.1:$NGINX_PORT USERS=$USERS RATE=$rate DURATION=$DURATION \
+    loadtest/cpu.sh target/release/fanout || status=1
+done
+finish
+trap - EXIT
+echo
+loadtest/memory.sh "${MEMORY_CONNECTIONS:-10000}"
+exit $status
