@@ -48,7 +48,7 @@ export function setup() {
 }
 
 export default function (data) {
-  const vu = exec.vu.idInTest - 1;
+  const vu = exec.scenario.iterationInTest;
   const first = vu * PER_VU;
   const count = Math.min(PER_VU, CONNECTIONS - first);
   for (let i = 0; i < count; i++) {

@@ -86,7 +86,9 @@ function user(run, n) {
 }
 
 export function clients(data) {
-  const first = (exec.vu.idInTest - 1) * PER_VU;
+  // VU ids are shared with the sender scenario; the iteration number is
+  // this scenario's own (one iteration per VU).
+  const first = exec.scenario.iterationInTest * PER_VU;
   const count = Math.min(PER_VU, USERS - first);
   const holdMs = (DURATION + GRACE_SECS) * 1000;
   for (let i = 0; i < count; i++) {
