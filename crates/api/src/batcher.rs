@@ -274,8 +274,11 @@ impl Flusher {
             let event = Event::Notification {
                 notification: row.stored(id).into_wire(),
             };
-            self.publisher
-                .publish(self.channels.user(row.user_id), event.to_frame());
+            self.publisher.publish_notification(
+                self.channels.user(row.user_id),
+                event.to_frame(),
+                id,
+            );
         }
         Ok(bodies)
     }

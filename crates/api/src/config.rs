@@ -12,12 +12,15 @@
 //! | `API_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `16` | MySQL connections per process |
 //! | `WRITE_CONCURRENCY` | `1` | transactions storing new notifications at once; requests arriving meanwhile are batched into the next one |
+//! | `SWEEP_INTERVAL_SECS` | `5` | how often each node republishes notifications whose event was never published |
+//! | `SWEEP_MIN_AGE_SECS` | `10` | unpublished rows younger than this are left to the normal path |
 //! | `REDIS_POOL_SIZE` | `8` | Redis connections per process |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | log filter |
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::bail;
 use notify_auth::{ApiKeys, JwtConfig};
@@ -33,6 +36,8 @@ pub struct Config {
     pub workers: Option<usize>,
     pub database_pool_size: usize,
     pub write_concurrency: usize,
+    pub sweep_every: Duration,
+    pub sweep_min_age: Duration,
     pub redis_pool_size: usize,
     pub channel_prefix: String,
 }
@@ -52,6 +57,8 @@ impl Config {
             workers: parsed("API_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(16),
             write_concurrency: parsed("WRITE_CONCURRENCY")?.unwrap_or(1),
+            sweep_every: Duration::from_secs(parsed("SWEEP_INTERVAL_SECS")?.unwrap_or(5)),
+            sweep_min_age: Duration::from_secs(parsed("SWEEP_MIN_AGE_SECS")?.unwrap_or(10)),
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(8),
             channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
         })

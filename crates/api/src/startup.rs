@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
+use crate::outbox;
 use crate::routes;
 use crate::state::AppState;
 
@@ -27,6 +28,7 @@ pub struct Application {
     port: u16,
     server: Server,
     publisher: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
 }
 
 impl Application {
@@ -49,8 +51,20 @@ impl Application {
         }
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
-        let (publisher, publisher_task) = Publisher::start(redis.clone(), PUBLISH_QUEUE);
+        let (published_tx, published_rx) = tokio::sync::mpsc::channel(1024);
+        let (publisher, publisher_task) =
+            Publisher::start_reporting(redis.clone(), PUBLISH_QUEUE, Some(published_tx));
         let channels = ChannelNames::new(config.channel_prefix.clone());
+        tokio::spawn(outbox::mark_published(db.clone(), published_rx));
+        let sweeper = tokio::spawn(outbox::sweep(
+            db.clone(),
+            redis.clone(),
+            channels.clone(),
+            outbox::Settings {
+                every: config.sweep_every,
+                min_age: config.sweep_min_age,
+            },
+        ));
         let batcher = Batcher::start(
             db.clone(),
             publisher.clone(),
@@ -85,6 +99,7 @@ impl Application {
             port,
             server,
             publisher: publisher_task,
+            sweeper,
         })
     }
 
@@ -96,6 +111,7 @@ impl Application {
     /// gives queued events a moment to reach Redis.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        self.sweeper.abort();
         // The workers dropped their publishers with the app state, so the
         // publishing task ends once the queue is drained.
         if tokio::time::timeout(Duration::from_secs(5), self.publisher)

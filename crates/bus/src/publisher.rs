@@ -37,6 +37,8 @@ pub struct PublishStats {
 struct Outgoing {
     channel: String,
     payload: String,
+    /// Set for new-notification events, whose publication is recorded.
+    notification: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -45,19 +47,51 @@ pub struct Publisher {
     stats: Arc<PublishStats>,
 }
 
+/// Receives the ids of notifications whose events reached Redis, so they
+/// can be marked published.
+pub type PublishedIds = mpsc::Receiver<Vec<u64>>;
+
 impl Publisher {
     /// Starts the publishing task. It ends, after sending what is queued,
     /// once every clone of the returned `Publisher` is dropped.
     pub fn start(pool: RedisPool, capacity: usize) -> (Publisher, JoinHandle<()>) {
+        Self::start_reporting(pool, capacity, None)
+    }
+
+    /// Like `start`, and reports the ids of published notification events
+    /// on `published` (dropping reports when it is full: an unmarked row is
+    /// only republished, never lost).
+    pub fn start_reporting(
+        pool: RedisPool,
+        capacity: usize,
+        published: Option<mpsc::Sender<Vec<u64>>>,
+    ) -> (Publisher, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(PublishStats::default());
-        let task = tokio::spawn(run(pool, rx, stats.clone()));
+        let task = tokio::spawn(run(pool, rx, stats.clone(), published));
         (Publisher { tx, stats }, task)
     }
 
     /// Queues one event for `channel`. Never waits.
     pub fn publish(&self, channel: String, payload: String) {
-        if self.tx.try_send(Outgoing { channel, payload }).is_err() {
+        self.queue(Outgoing {
+            channel,
+            payload,
+            notification: None,
+        });
+    }
+
+    /// Queues the event of new notification `id`.
+    pub fn publish_notification(&self, channel: String, payload: String, id: u64) {
+        self.queue(Outgoing {
+            channel,
+            payload,
+            notification: Some(id),
+        });
+    }
+
+    fn queue(&self, event: Outgoing) {
+        if self.tx.try_send(event).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("publish queue full, event dropped (it stays in MySQL)");
         }
@@ -68,16 +102,30 @@ impl Publisher {
     }
 }
 
-async fn run(pool: RedisPool, mut rx: mpsc::Receiver<Outgoing>, stats: Arc<PublishStats>) {
+async fn run(
+    pool: RedisPool,
+    mut rx: mpsc::Receiver<Outgoing>,
+    stats: Arc<PublishStats>,
+    published: Option<mpsc::Sender<Vec<u64>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut attempt = 1;
         loop {
-            match send(&pool, &batch).await {
+            let events = batch
+                .iter()
+                .map(|e| (e.channel.as_str(), e.payload.as_str()));
+            match publish_now(&pool, events).await {
                 Ok(()) => {
                     stats
                         .published
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if let Some(published) = &published {
+                        let ids: Vec<u64> = batch.iter().filter_map(|e| e.notification).collect();
+                        if !ids.is_empty() {
+                            let _ = published.try_send(ids);
+                        }
+                    }
                     break;
                 }
                 Err(error) if attempt < MAX_ATTEMPTS => {
@@ -92,7 +140,7 @@ async fn run(pool: RedisPool, mut rx: mpsc::Receiver<Outgoing>, stats: Arc<Publi
                     stats
                         .failed
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    tracing::error!(%error, events = batch.len(), "publish failed, giving up");
+                    tracing::error!(%error, events = batch.len(), "publish failed, giving up (the sweep republishes)");
                     break;
                 }
             }
@@ -101,11 +149,15 @@ async fn run(pool: RedisPool, mut rx: mpsc::Receiver<Outgoing>, stats: Arc<Publi
     }
 }
 
-async fn send(pool: &RedisPool, batch: &[Outgoing]) -> Result<(), String> {
+/// Publishes `(channel, payload)` pairs as one pipeline, now.
+pub async fn publish_now<'a>(
+    pool: &RedisPool,
+    events: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
     let mut conn = pool.get().await.map_err(|e| e.to_string())?;
     let mut pipe = redis::pipe();
-    for event in batch {
-        pipe.publish(&event.channel, &event.payload).ignore();
+    for (channel, payload) in events {
+        pipe.publish(channel, payload).ignore();
     }
     pipe.query_async::<()>(&mut conn)
         .await

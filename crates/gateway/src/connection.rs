@@ -14,22 +14,29 @@ use std::time::{Duration, Instant};
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
+use chrono::NaiveDateTime;
 use notify_auth::{AuthError, JwtVerifier};
 use notify_bus::Publisher;
 use notify_protocol::{ChannelNames, Event};
 use notify_store::{DbPool, Notification};
+use tokio::sync::Semaphore;
 
+use crate::acks::Acks;
 use crate::config::Limits;
 use crate::frames::{self, ClientFrame, FrameError};
 use crate::outbox::{CloseSignal, Next, Outbox};
 use crate::registry::Registry;
-use crate::subscriber::SubscriberStatus;
+use crate::seen::Seen;
+use crate::subscriber::{SubscriberStatus, PUBLISH_LAG};
 
 /// Longest wait for the user's channel to be subscribed before greeting; if
 /// Redis is away the connection proceeds and is resynced when it returns.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait to hand a close frame to a client.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most notifications sent in one resume or resync batch; older ones are
+/// paged through the api.
+pub const RESUME_LIMIT: i64 = 500;
 
 /// Everything the connections of one node share.
 pub struct Node {
@@ -44,12 +51,36 @@ pub struct Node {
     pub subscriber: Arc<SubscriberStatus>,
     /// Set on shutdown: new upgrades are refused and `/ready` fails.
     pub draining: AtomicBool,
+    pub acks: Acks,
+    /// Bounds concurrent MySQL backfills, so 10,000 connections resyncing
+    /// after a Redis restart queue up instead of stampeding MySQL.
+    pub backfills: Semaphore,
 }
 
 impl Node {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
+}
+
+/// What a connection catches up on.
+#[derive(Clone, Copy)]
+enum Catchup {
+    /// The client has everything up to this id (resume).
+    After(u64),
+    /// The bus was lost: everything created since then.
+    Since(NaiveDateTime),
+}
+
+/// What a connection remembers of what it sent, created on first use.
+type Sent = Option<Box<Seen>>;
+
+/// The answer to a client frame.
+enum Reply {
+    Nothing,
+    Text(String),
+    Refused(FrameError),
+    Resume(u64),
 }
 
 /// Why the serving loop ended.
@@ -64,6 +95,7 @@ pub async fn run(
     mut session: Session,
     mut stream: AggregatedMessageStream,
     user: Option<String>,
+    after: Option<u64>,
 ) {
     let user = match user {
         Some(user) => user,
@@ -73,6 +105,7 @@ pub async fn run(
             Err(End::Close(code, reason)) => return close(session, code, reason).await,
         },
     };
+    let connected_at = notify_store::now();
     let outbox = Arc::new(Outbox::default());
     let _registration = node.registry.register(&user, outbox.clone());
     let _ = tokio::time::timeout(SUBSCRIBE_WAIT, async {
@@ -85,7 +118,36 @@ pub async fn run(
     if session.text(greeting).await.is_err() {
         return;
     }
-    match serve(&node, &user, &outbox, &mut session, &mut stream).await {
+    // Subscribed before reading MySQL: anything committed after the read is
+    // already queued live, and `sent` drops what both paths deliver.
+    let mut sent: Sent = None;
+    if let Some(after) = after {
+        if let Err(end) = Box::pin(backfill(
+            &node,
+            &user,
+            Catchup::After(after),
+            &mut sent,
+            &mut session,
+        ))
+        .await
+        {
+            if let End::Close(code, reason) = end {
+                close(session, code, reason).await;
+            }
+            return;
+        }
+    }
+    match serve(
+        &node,
+        &user,
+        &outbox,
+        &mut session,
+        &mut stream,
+        &mut sent,
+        connected_at,
+    )
+    .await
+    {
         End::Gone => {}
         End::Close(code, reason) => close(session, code, reason).await,
     }
@@ -154,6 +216,8 @@ async fn serve(
     outbox: &Outbox,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
+    sent: &mut Sent,
+    connected_at: NaiveDateTime,
 ) -> End {
     let limits = &node.limits;
     let mut last_heard = Instant::now();
@@ -166,6 +230,11 @@ async fn serve(
         loop {
             match outbox.next() {
                 Next::Send(frame) => {
+                    if let Some(id) = frames::notification_id(&frame) {
+                        if !sent.get_or_insert_with(Box::default).first_time(id) {
+                            continue;
+                        }
+                    }
                     match tokio::time::timeout(limits.send_timeout, session.text(frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return End::Gone,
@@ -177,6 +246,12 @@ async fn serve(
                 }
                 Next::Close(CloseSignal::Restart) => {
                     return End::Close(CloseCode::Restart, "server restarting, reconnect")
+                }
+                Next::Resync(since) => {
+                    let since = Catchup::Since(since.max(connected_at));
+                    if let Err(end) = Box::pin(backfill(node, user, since, sent, session)).await {
+                        return end;
+                    }
                 }
                 Next::Idle => break,
             }
@@ -200,16 +275,22 @@ async fn serve(
                         None
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => None,
-                    Some(Ok(AggregatedMessage::Binary(_))) => Some(Err(FrameError::Binary)),
+                    Some(Ok(AggregatedMessage::Binary(_))) => Some(Reply::Refused(FrameError::Binary)),
                     Some(Ok(AggregatedMessage::Text(text))) => match ClientFrame::parse(&text) {
-                        Ok(frame) => Box::pin(handle(node, user, frame)).await,
-                        Err(error) => Some(Err(error)),
+                        Ok(frame) => Some(Box::pin(handle(node, user, frame)).await),
+                        Err(error) => Some(Reply::Refused(error)),
                     },
                 };
                 let text = match reply {
-                    None => continue,
-                    Some(Ok(text)) => text,
-                    Some(Err(error)) => {
+                    None | Some(Reply::Nothing) => continue,
+                    Some(Reply::Resume(after)) => {
+                        if let Err(end) = Box::pin(backfill(node, user, Catchup::After(after), sent, session)).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    Some(Reply::Text(text)) => text,
+                    Some(Reply::Refused(error)) => {
                         invalid_frames += 1;
                         if invalid_frames > limits.max_invalid_frames {
                             return End::Close(CloseCode::Policy, "too many invalid frames");
@@ -233,11 +314,24 @@ async fn serve(
     }
 }
 
-/// Acts on a valid client frame; returns the frame to answer with, if any.
-async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Option<Result<String, FrameError>> {
+/// Acts on a valid client frame.
+async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
     match frame {
-        ClientFrame::Ping => Some(Ok(frames::pong().to_owned())),
-        ClientFrame::Auth { .. } => Some(Err(FrameError::Invalid("already authenticated".into()))),
+        ClientFrame::Ping => Reply::Text(frames::pong().to_owned()),
+        ClientFrame::Auth { .. } => {
+            Reply::Refused(FrameError::Invalid("already authenticated".into()))
+        }
+        ClientFrame::Resume { after } => Reply::Resume(after),
+        ClientFrame::Ack { ids } => {
+            if node.acks.record(user, ids) {
+                Reply::Nothing
+            } else {
+                Reply::Text(frames::error(
+                    "unavailable",
+                    "acks are not being recorded right now, send them again later",
+                ))
+            }
+        }
         ClientFrame::Read { ids } => {
             let changed = match notify_store::pool::get(&node.db).await {
                 Ok(mut conn) => {
@@ -246,12 +340,12 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Option<Result<St
                 Err(e) => Err(e),
             };
             match changed {
-                Ok(ids) if ids.is_empty() => None,
+                Ok(ids) if ids.is_empty() => Reply::Nothing,
                 Ok(ids) => {
                     publish(&node.publisher, &node.channels, user, &Event::Read { ids });
-                    None
+                    Reply::Nothing
                 }
-                Err(error) => Some(Ok(storage_error(&error))),
+                Err(error) => Reply::Text(storage_error(&error)),
             }
         }
         ClientFrame::ReadAll => {
@@ -269,13 +363,78 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Option<Result<St
                         user,
                         &Event::ReadAll { up_to },
                     );
-                    None
+                    Reply::Nothing
                 }
-                Ok(_) => None,
-                Err(error) => Some(Ok(storage_error(&error))),
+                Ok(_) => Reply::Nothing,
+                Err(error) => Reply::Text(storage_error(&error)),
             }
         }
     }
+}
+
+/// Sends, in id order, what the client may have missed, skipping what this
+/// connection already sent, then a `resumed` frame.
+async fn backfill(
+    node: &Node,
+    user: &str,
+    catchup: Catchup,
+    sent: &mut Sent,
+    session: &mut Session,
+) -> Result<(), End> {
+    let missed = {
+        let _permit = node.backfills.acquire().await;
+        read_missed(&node.db, user, catchup).await
+    };
+    let (rows, truncated) = match missed {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(%error, "could not read missed notifications");
+            let frame = frames::error(
+                "unavailable",
+                "could not read missed notifications; resume again later",
+            );
+            return session.text(frame).await.map_err(|_| End::Gone);
+        }
+    };
+    let oldest = rows.first().map(|n| n.id);
+    let seen = sent.get_or_insert_with(Box::default);
+    let mut count = 0;
+    for row in rows {
+        if !seen.first_time(row.id) {
+            continue;
+        }
+        let frame = Event::Notification {
+            notification: row.into_wire(),
+        }
+        .to_frame();
+        match tokio::time::timeout(node.limits.send_timeout, session.text(frame)).await {
+            Ok(Ok(())) => count += 1,
+            Ok(Err(_)) => return Err(End::Gone),
+            Err(_) => return Err(End::Close(CloseCode::Again, "too slow: send timed out")),
+        }
+    }
+    session
+        .text(frames::resumed(count, truncated, oldest))
+        .await
+        .map_err(|_| End::Gone)
+}
+
+async fn read_missed(
+    db: &DbPool,
+    user: &str,
+    catchup: Catchup,
+) -> Result<(Vec<Notification>, bool), notify_store::StoreError> {
+    let mut conn = notify_store::pool::get(db).await?;
+    let (after, since) = match catchup {
+        // Ids can commit out of order across api nodes: also resend what was
+        // created shortly before the client's last one (it dedupes by id).
+        Catchup::After(after) => {
+            let created = Notification::created_at(&mut conn, user, after).await?;
+            (Some(after), created.map(|at| at - PUBLISH_LAG))
+        }
+        Catchup::Since(since) => (None, Some(since)),
+    };
+    Notification::missed(&mut conn, user, after, since, RESUME_LIMIT).await
 }
 
 fn publish(publisher: &Publisher, channels: &ChannelNames, user: &str, event: &Event) {

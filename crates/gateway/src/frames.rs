@@ -10,10 +10,22 @@ pub const MAX_IDS_PER_FRAME: usize = 1000;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientFrame {
-    Auth { token: String },
+    Auth {
+        token: String,
+    },
     Ping,
-    Read { ids: Vec<u64> },
+    Read {
+        ids: Vec<u64>,
+    },
     ReadAll,
+    /// Send what was stored after `after` (the last id the client has).
+    Resume {
+        after: u64,
+    },
+    /// These notifications were received (sets `delivered_at`).
+    Ack {
+        ids: Vec<u64>,
+    },
 }
 
 /// Why a frame was refused; sent back as an `error` frame.
@@ -56,6 +68,21 @@ struct Ids {
     ids: Vec<u64>,
 }
 
+#[derive(Deserialize)]
+struct Resume {
+    after: u64,
+}
+
+fn ids(text: &str) -> Result<Vec<u64>, FrameError> {
+    let Ids { ids } = serde_json::from_str(text).map_err(|e| FrameError::Invalid(e.to_string()))?;
+    if ids.is_empty() || ids.len() > MAX_IDS_PER_FRAME {
+        return Err(FrameError::Invalid(format!(
+            "ids must list 1 to {MAX_IDS_PER_FRAME} notification ids"
+        )));
+    }
+    Ok(ids)
+}
+
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
         let tagged: Tagged = serde_json::from_str(text).map_err(|e| {
@@ -72,16 +99,13 @@ impl ClientFrame {
                 Ok(ClientFrame::Auth { token: auth.token })
             }
             Some("ping") => Ok(ClientFrame::Ping),
-            Some("read") => {
-                let Ids { ids } = serde_json::from_str(text).map_err(invalid)?;
-                if ids.is_empty() || ids.len() > MAX_IDS_PER_FRAME {
-                    return Err(FrameError::Invalid(format!(
-                        "ids must list 1 to {MAX_IDS_PER_FRAME} notification ids"
-                    )));
-                }
-                Ok(ClientFrame::Read { ids })
-            }
+            Some("read") => Ok(ClientFrame::Read { ids: ids(text)? }),
+            Some("ack") => Ok(ClientFrame::Ack { ids: ids(text)? }),
             Some("read_all") => Ok(ClientFrame::ReadAll),
+            Some("resume") => {
+                let Resume { after } = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Resume { after })
+            }
             Some(_) => Err(FrameError::UnknownType),
             None => Err(FrameError::Invalid("missing \"type\"".into())),
         }
@@ -106,6 +130,35 @@ pub fn welcome(
 
 pub fn error(code: &str, message: &str) -> String {
     json!({"type": "error", "code": code, "message": message}).to_string()
+}
+
+/// Ends a resume batch: `count` notifications were sent; `truncated` means
+/// older ones exist, to be paged through the api before `oldest`.
+pub fn resumed(count: usize, truncated: bool, oldest: Option<u64>) -> String {
+    json!({"type": "resumed", "count": count, "truncated": truncated, "oldest_id": oldest})
+        .to_string()
+}
+
+/// The id of a `notification` frame, if it is one.
+pub fn notification_id(frame: &str) -> Option<u64> {
+    // The api writes this prefix; anything else is parsed properly.
+    const PREFIX: &str = r#"{"type":"notification","notification":{"id":"#;
+    if let Some(rest) = frame.strip_prefix(PREFIX) {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        return rest[..digits].parse().ok();
+    }
+    #[derive(Deserialize)]
+    struct Frame {
+        #[serde(rename = "type")]
+        kind: String,
+        notification: Option<Inner>,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        id: u64,
+    }
+    let frame: Frame = serde_json::from_str(frame).ok()?;
+    (frame.kind == "notification").then_some(frame.notification?.id)
 }
 
 pub fn pong() -> &'static str {
@@ -152,11 +205,33 @@ mod tests {
             r#"{"type":"read","ids":["1"]}"#,
             r#"{"type":"read","ids":[-1]}"#,
             r#"{"type":"auth"}"#,
+            r#"{"type":"resume"}"#,
+            r#"{"type":"resume","after":"x"}"#,
+            r#"{"type":"ack","ids":[]}"#,
         ] {
             assert!(
                 matches!(ClientFrame::parse(bad), Err(FrameError::Invalid(_))),
                 "{bad}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::notification_id;
+
+    #[test]
+    fn finds_notification_ids() {
+        assert_eq!(
+            notification_id(r#"{"type":"notification","notification":{"id":42,"user_id":"a"}}"#),
+            Some(42)
+        );
+        assert_eq!(
+            notification_id(r#"{ "notification": {"user_id":"a","id":7}, "type":"notification"}"#),
+            Some(7)
+        );
+        assert_eq!(notification_id(r#"{"type":"read","ids":[1]}"#), None);
+        assert_eq!(notification_id("garbage"), None);
     }
 }

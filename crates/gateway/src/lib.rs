@@ -5,12 +5,14 @@
 //! subscriber connection and subscribes to the channel of every user it
 //! holds, so an event only reaches the nodes that have a use for it.
 
+pub mod acks;
 pub mod config;
 pub mod connection;
 pub mod frames;
 pub mod outbox;
 pub mod registry;
 pub mod routes;
+pub mod seen;
 pub mod startup;
 pub mod subscriber;
 

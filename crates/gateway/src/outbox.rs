@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytestring::ByteString;
+use chrono::NaiveDateTime;
 use tokio::sync::Notify;
 
 /// Why a connection's own task must close it.
@@ -30,12 +31,17 @@ struct State {
     close: Option<CloseSignal>,
     /// The user's channel is subscribed on Redis.
     subscribed: bool,
+    /// The bus was lost and is back: catch up from MySQL on what was
+    /// created since this time.
+    resync: Option<NaiveDateTime>,
 }
 
 /// What the connection task should do next.
 pub enum Next {
     Send(ByteString),
     Close(CloseSignal),
+    /// Backfill from MySQL everything created since then.
+    Resync(NaiveDateTime),
     Idle,
 }
 
@@ -79,6 +85,16 @@ impl Outbox {
         }
     }
 
+    /// Asks the connection to catch up from MySQL; an earlier pending
+    /// request is widened, never narrowed.
+    pub fn resync(&self, since: NaiveDateTime) {
+        {
+            let mut state = self.lock();
+            state.resync = Some(state.resync.map_or(since, |s| s.min(since)));
+        }
+        self.notify.notify_one();
+    }
+
     pub fn is_subscribed(&self) -> bool {
         self.lock().subscribed
     }
@@ -89,6 +105,9 @@ impl Outbox {
         let mut state = self.lock();
         if state.close == Some(CloseSignal::Stalled) {
             return Next::Close(CloseSignal::Stalled);
+        }
+        if let Some(since) = state.resync.take() {
+            return Next::Resync(since);
         }
         if let Some(frame) = state.frames.pop_front() {
             state.bytes -= frame.len();

@@ -166,6 +166,16 @@ impl Registry {
         }
     }
 
+    /// Asks every local connection to catch up on what was created since
+    /// `since` (the bus was lost and is back).
+    pub fn resync_all(&self, since: chrono::NaiveDateTime) {
+        for entry in self.users().values() {
+            for (_, outbox) in &entry.conns {
+                outbox.resync(since);
+            }
+        }
+    }
+
     /// Every local connection, for draining.
     pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
         self.users()

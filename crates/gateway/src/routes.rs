@@ -21,8 +21,9 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
+struct ConnectQuery {
     token: Option<String>,
+    after: Option<String>,
 }
 
 /// `GET /ws`: checks origin and any token given with the upgrade, then hands
@@ -54,11 +55,24 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
             }
         }
     }
-    let token = bearer(&req).or_else(|| {
-        web::Query::<TokenQuery>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.into_inner().token)
-    });
+    let query = web::Query::<ConnectQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(ConnectQuery {
+            token: None,
+            after: None,
+        });
+    let after = match query.after.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(after)) => Some(after),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "after must be a notification id",
+            )
+        }
+    };
+    let token = bearer(&req).or(query.token);
     let user = match token.as_deref().map(|t| node.jwt.verify(t)) {
         None => None,
         Some(Ok(claims)) => Some(claims.sub),
@@ -77,7 +91,13 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         .aggregate_continuations()
         .max_continuation_size(limit);
     // The message stream is not Send: the task stays on this worker thread.
-    rt::spawn(connection::run(node.into_inner(), session, stream, user));
+    rt::spawn(connection::run(
+        node.into_inner(),
+        session,
+        stream,
+        user,
+        after,
+    ));
     response
 }
 
@@ -118,6 +138,7 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
         "users": users,
         "redis_reconnects": node.subscriber.reconnects.load(Ordering::Relaxed),
         "redis_pings": node.subscriber.pings.load(Ordering::Relaxed),
+        "redis_resyncs": node.subscriber.resyncs.load(Ordering::Relaxed),
     });
     if redis && !draining {
         HttpResponse::Ok().json(body)

@@ -21,6 +21,7 @@ use notify_protocol::ChannelNames;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::acks::Acks;
 use crate::config::{Config, Drain};
 use crate::connection::Node;
 use crate::outbox::CloseSignal;
@@ -50,6 +51,7 @@ impl Application {
 
         let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
             .context("building the MySQL pool")?;
+        let db_for_acks = db.clone();
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
         let (publisher, _publisher_task) = Publisher::start(redis, 4096);
@@ -80,6 +82,8 @@ impl Application {
             allowed_origins: config.allowed_origins.clone(),
             subscriber: status,
             draining: AtomicBool::new(false),
+            acks: Acks::start(db_for_acks),
+            backfills: tokio::sync::Semaphore::new(config.database_pool_size.max(1)),
         });
         let stats = tokio::spawn(log_stats(node.clone(), config.stats_interval));
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytestring::ByteString;
+use chrono::{NaiveDateTime, TimeDelta};
 use futures_util::StreamExt;
 use notify_protocol::ChannelNames;
 use redis::aio::PubSubSink;
@@ -24,6 +25,9 @@ const CHUNK: usize = 1000;
 /// Any Redis call slower than this counts as a lost connection.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// How long an event may trail its row's `created_at` (batching, publisher
+/// retries); resyncs reach back this far before the loss.
+pub const PUBLISH_LAG: TimeDelta = TimeDelta::seconds(15);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the rest of the node can see of the subscriber.
@@ -32,6 +36,8 @@ pub struct SubscriberStatus {
     pub connected: AtomicBool,
     pub received: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Times every connection was asked to catch up after the bus returned.
+    pub resyncs: AtomicU64,
     /// Health pings answered on the subscriber connection.
     pub pings: AtomicU64,
 }
@@ -50,13 +56,20 @@ impl Subscriber {
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_MIN;
+        // When the last connection was lost; events published since may
+        // have been missed.
+        let mut lost_at: Option<NaiveDateTime> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.session(&mut shutdown, &mut backoff).await {
+            match self
+                .session(&mut shutdown, &mut backoff, &mut lost_at)
+                .await
+            {
                 Ok(()) => return,
                 Err(error) => {
+                    lost_at.get_or_insert_with(notify_store::now);
                     if self.status.connected.swap(false, Ordering::Relaxed) {
                         tracing::warn!(%error, "Redis subscriber connection lost");
                     } else {
@@ -80,6 +93,7 @@ impl Subscriber {
         &self,
         shutdown: &mut watch::Receiver<bool>,
         backoff: &mut Duration,
+        lost_at: &mut Option<NaiveDateTime>,
     ) -> Result<(), String> {
         let pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
             .await
@@ -94,6 +108,12 @@ impl Subscriber {
         self.status.connected.store(true, Ordering::Relaxed);
         *backoff = BACKOFF_MIN;
         tracing::info!(channels = held.len(), "Redis subscriber connected");
+        if let Some(lost) = lost_at.take() {
+            // Subscribed again: whatever was published from a little before
+            // the loss until now is fetched from MySQL by every connection.
+            self.registry.resync_all(lost - PUBLISH_LAG);
+            self.status.resyncs.fetch_add(1, Ordering::Relaxed);
+        }
 
         let mut ping = tokio::time::interval(self.ping_every);
         ping.reset();

@@ -13,7 +13,7 @@ pub mod schema;
 
 pub use error::StoreError;
 pub use idempotency::{Claim, IdempotencyKey};
-pub use notification::{NewNotification, Notification, ReadOutcome};
+pub use notification::{DeliveryState, NewNotification, Notification, ReadOutcome};
 pub use pool::{build_pool, DbConn, DbPool};
 
 /// Database time is UTC with microsecond precision (`DATETIME(6)`); values

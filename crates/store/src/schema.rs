@@ -18,6 +18,7 @@ diesel::table! {
         delivered_at -> Nullable<Datetime>,
         source -> Nullable<Varchar>,
         idempotency_key -> Nullable<Varchar>,
+        published_at -> Nullable<Datetime>,
     }
 }
 

@@ -91,16 +91,48 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let admin = format!("{}/test", mysql_base());
-        let sql = format!("DROP DATABASE IF EXISTS `{}`", self.name);
+        let name = self.name.clone();
+        // The test's runtime is blocked while this runs, so a task of the
+        // service under test may be frozen inside a transaction on this
+        // database; its connection is killed first or DROP would wait on it.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            let _ = rt.block_on(notify_store::migrate::execute_admin(&admin, sql));
+            let _ = rt.block_on(drop_database(&admin, &name));
         })
         .join();
     }
+}
+
+async fn drop_database(admin: &str, name: &str) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::BigInt;
+    use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+
+    #[derive(diesel::QueryableByName)]
+    struct Process {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let mut conn = AsyncMysqlConnection::establish(admin)
+        .await
+        .map_err(|e| diesel::result::Error::QueryBuilderError(e.into()))?;
+    let processes: Vec<Process> = diesel::sql_query(
+        "SELECT CAST(id AS SIGNED) AS id FROM information_schema.processlist WHERE db = ?",
+    )
+    .bind::<diesel::sql_types::Text, _>(name)
+    .load(&mut conn)
+    .await?;
+    for process in processes {
+        let _ = diesel::sql_query(format!("KILL {}", process.id))
+            .execute(&mut conn)
+            .await;
+    }
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
 }
 
 /// Waits for `check` to hold, polling; for states that have no event to

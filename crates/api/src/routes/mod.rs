@@ -3,6 +3,7 @@
 pub mod feed;
 pub mod health;
 pub mod send;
+pub mod status;
 
 use actix_web::{error::InternalError, web, HttpResponse};
 
@@ -16,6 +17,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .route("/v1/notifications", web::post().to(send::send_many))
+        .route(
+            "/v1/notifications/{id}",
+            web::get().to(status::delivery_state),
+        )
         .route("/webhook/notify", web::post().to(send::webhook))
         .route("/api/notifications", web::get().to(feed::list))
         .route(

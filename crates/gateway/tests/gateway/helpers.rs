@@ -71,6 +71,8 @@ impl Cluster {
             workers: Some(1),
             database_pool_size: 4,
             write_concurrency: 2,
+            sweep_every: std::time::Duration::from_millis(200),
+            sweep_min_age: std::time::Duration::from_secs(1),
             redis_pool_size: 2,
             channel_prefix: prefix.clone(),
         };

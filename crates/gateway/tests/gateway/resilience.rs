@@ -181,6 +181,11 @@ async fn delivery_resumes_after_redis_restarts() {
         g.ready().await.0 == 200
     })
     .await;
+    // Coming back, the node asked every connection to catch up from MySQL.
+    assert_eq!(g.ready().await.1["redis_resyncs"], 1);
+    let resumed = client.text().await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["count"], 0);
     let ids = cluster.notify(&["rita"], "after").await;
     match client.next().await {
         Received::Text(frame) => assert_eq!(frame["notification"]["id"], ids[0]),
