@@ -295,11 +295,13 @@ impl Notification {
             .filter(notifications::user_id.eq(user))
             .into_boxed();
         query = match (after, since) {
-            (Some(after), Some(since)) => query.filter(
-                notifications::id
-                    .gt(after)
-                    .or(notifications::created_at.ge(since)),
-            ),
+            (Some(after), Some(since)) => query
+                .filter(
+                    notifications::id
+                        .gt(after)
+                        .or(notifications::created_at.ge(since)),
+                )
+                .filter(notifications::id.ne(after)),
             (Some(after), None) => query.filter(notifications::id.gt(after)),
             (None, Some(since)) => query.filter(notifications::created_at.ge(since)),
             (None, None) => return Ok((Vec::new(), false)),

@@ -63,31 +63,37 @@ impl WsClient {
     }
 
     pub async fn next(&mut self) -> Received {
+        self.next_within(FRAME_TIMEOUT)
+            .await
+            .expect("no frame within the timeout")
+    }
+
+    /// The next frame, or None if none came within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Received> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let frame = tokio::time::timeout(FRAME_TIMEOUT, self.framed.next())
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
                 .await
-                .expect("no frame within the timeout");
-            match frame {
-                None | Some(Err(_)) => return Received::Ended,
+                .ok()?;
+            let received = match frame {
+                None | Some(Err(_)) => Received::Ended,
                 Some(Ok(Frame::Ping(bytes))) => {
                     if self.auto_pong {
                         let _ = self.framed.send(Message::Pong(bytes)).await;
                     }
+                    continue;
                 }
-                Some(Ok(Frame::Pong(bytes))) => return Received::Pong(bytes.to_vec()),
+                Some(Ok(Frame::Pong(bytes))) => Received::Pong(bytes.to_vec()),
                 Some(Ok(Frame::Text(bytes))) => {
-                    return Received::Text(
-                        serde_json::from_slice(&bytes).expect("text frame is JSON"),
-                    )
+                    Received::Text(serde_json::from_slice(&bytes).expect("text frame is JSON"))
                 }
-                Some(Ok(Frame::Close(reason))) => {
-                    return Received::Close(
-                        reason.as_ref().map(|r| u16::from(r.code)),
-                        reason.and_then(|r| r.description).unwrap_or_default(),
-                    )
-                }
-                Some(Ok(other)) => return Received::Other(format!("{other:?}")),
-            }
+                Some(Ok(Frame::Close(reason))) => Received::Close(
+                    reason.as_ref().map(|r| u16::from(r.code)),
+                    reason.and_then(|r| r.description).unwrap_or_default(),
+                ),
+                Some(Ok(other)) => Received::Other(format!("{other:?}")),
+            };
+            return Some(received);
         }
     }
 

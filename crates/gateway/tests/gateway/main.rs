@@ -5,3 +5,4 @@ mod auth;
 mod delivery;
 mod helpers;
 mod resilience;
+mod resume;
