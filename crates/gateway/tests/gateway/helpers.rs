@@ -59,11 +59,20 @@ impl Cluster {
 
     /// An api on a fresh database, publishing to `redis_url`.
     pub async fn start_on(redis_url: String) -> Cluster {
+        Self::start_custom(redis_url, |url| url.to_owned()).await
+    }
+
+    /// Like `start_on`, with the api reaching the database through the URL
+    /// `api_database` makes of the real one.
+    pub async fn start_custom(
+        redis_url: String,
+        api_database: impl FnOnce(&str) -> String,
+    ) -> Cluster {
         notify_service::telemetry::init();
         let db = TestDb::create().await;
         let prefix = format!("{}:", unique("g"));
         let config = notify_api::Config {
-            database_url: db.url.clone(),
+            database_url: api_database(&db.url),
             redis_url: redis_url.clone(),
             jwt: jwt(),
             api_keys: ApiKeys::parse(API_KEY),
@@ -184,8 +193,11 @@ pub fn jwt() -> JwtConfig {
     }
 }
 
+/// GETs `url`; status 0 when nothing answers.
 pub async fn get(url: &str) -> (u16, Value) {
-    let mut response = awc::Client::new().get(url).send().await.expect("GET");
+    let Ok(mut response) = awc::Client::new().get(url).send().await else {
+        return (0, Value::Null);
+    };
     let body = response.body().await.expect("body");
     (
         response.status().as_u16(),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod delivery;
+mod faults;
 mod helpers;
 mod resilience;
 mod resume;
