@@ -190,11 +190,9 @@ async fn send_stream(
     for round in 0..rounds {
         fault(round).await;
         let ids = cluster.notify(users, &format!("round {round}")).await;
-        let mut sent = sent.borrow_mut();
         for (user, id) in users.iter().zip(ids) {
-            sent.entry(user.to_string()).or_default().push(id);
+            sent.borrow_mut().entry(user.to_string()).or_default().push(id);
         }
-        drop(sent);
         tokio::time::sleep(every).await;
     }
     done.set(true);
