@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use notify_protocol::{ChannelNames, Event};
-use notify_store::{DbConn, DbPool, IdempotencyKey, NewNotification, Notification, StoreError};
+use notify_store::{
+    DbConn, DbPool, IdempotencyKey, NewNotification, Notification, StoreError, UnpublishedBatch,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use notify_bus::Publisher;
@@ -250,6 +252,8 @@ impl Flusher {
         let result = conn
             .transaction(async |conn| {
                 let ids = Notification::insert_batch(conn, &rows).await?;
+                let (first, last) = (ids[0], ids[ids.len() - 1]);
+                let token = UnpublishedBatch::record(conn, first, last, created_at).await?;
                 let mut bodies = Vec::with_capacity(subs.len());
                 let mut offset = 0;
                 for s in subs {
@@ -261,23 +265,25 @@ impl Flusher {
                     }
                     bodies.push(body);
                 }
-                Ok::<_, StoreError>((ids, bodies))
+                Ok::<_, StoreError>((ids, bodies, token))
             })
             .await;
-        let (ids, bodies) = match result {
+        let (ids, bodies, token) = match result {
             Ok(done) => done,
             Err(error) => return Err(classify(&mut conn, error).await),
         };
         // Kept only after success: a failed connection may be broken.
         writer.conn = Some((conn, Instant::now()));
-        for (row, id) in rows.iter().zip(ids) {
+        let count = rows.len();
+        for (i, (row, id)) in rows.iter().zip(ids).enumerate() {
             let event = Event::Notification {
                 notification: row.stored(id).into_wire(),
             };
             self.publisher.publish_notification(
                 self.channels.user(row.user_id),
                 event.to_frame(),
-                id,
+                token,
+                i + 1 == count,
             );
         }
         Ok(bodies)

@@ -13,7 +13,7 @@
 //! | `DATABASE_POOL_SIZE` | `16` | MySQL connections per process |
 //! | `WRITE_CONCURRENCY` | `1` | transactions storing new notifications at once; requests arriving meanwhile are batched into the next one |
 //! | `SWEEP_INTERVAL_SECS` | `5` | how often each node republishes notifications whose event was never published |
-//! | `SWEEP_MIN_AGE_SECS` | `10` | unpublished rows younger than this are left to the normal path |
+//! | `SWEEP_MIN_AGE_SECS` | `10` | unpublished batches younger than this are left to the normal path |
 //! | `REDIS_POOL_SIZE` | `8` | Redis connections per process |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |

@@ -55,7 +55,7 @@ impl Application {
         let (publisher, publisher_task) =
             Publisher::start_reporting(redis.clone(), PUBLISH_QUEUE, Some(published_tx));
         let channels = ChannelNames::new(config.channel_prefix.clone());
-        tokio::spawn(outbox::mark_published(db.clone(), published_rx));
+        tokio::spawn(outbox::forget_published(db.clone(), published_rx));
         let sweeper = tokio::spawn(outbox::sweep(
             db.clone(),
             redis.clone(),

@@ -6,4 +6,4 @@ pub mod pool;
 pub mod publisher;
 
 pub use pool::{build_pool, ping, BusError, RedisPool};
-pub use publisher::{publish_now, PublishStats, PublishedIds, Publisher};
+pub use publisher::{publish_now, PublishStats, PublishedBatches, Publisher};

@@ -37,8 +37,9 @@ pub struct PublishStats {
 struct Outgoing {
     channel: String,
     payload: String,
-    /// Set for new-notification events, whose publication is recorded.
-    notification: Option<u64>,
+    /// For new-notification events: the outbox batch they belong to, and
+    /// whether this is the batch's last event.
+    batch: Option<(u64, bool)>,
 }
 
 #[derive(Clone)]
@@ -47,9 +48,8 @@ pub struct Publisher {
     stats: Arc<PublishStats>,
 }
 
-/// Receives the ids of notifications whose events reached Redis, so they
-/// can be marked published.
-pub type PublishedIds = mpsc::Receiver<Vec<u64>>;
+/// Receives the outbox batches whose events all reached Redis.
+pub type PublishedBatches = mpsc::Receiver<Vec<u64>>;
 
 impl Publisher {
     /// Starts the publishing task. It ends, after sending what is queued,
@@ -58,9 +58,9 @@ impl Publisher {
         Self::start_reporting(pool, capacity, None)
     }
 
-    /// Like `start`, and reports the ids of published notification events
-    /// on `published` (dropping reports when it is full: an unmarked row is
-    /// only republished, never lost).
+    /// Like `start`, and reports on `published` every outbox batch whose
+    /// events were all published (dropping reports when it is full: a batch
+    /// left in the outbox is only republished, never lost).
     pub fn start_reporting(
         pool: RedisPool,
         capacity: usize,
@@ -77,16 +77,17 @@ impl Publisher {
         self.queue(Outgoing {
             channel,
             payload,
-            notification: None,
+            batch: None,
         });
     }
 
-    /// Queues the event of new notification `id`.
-    pub fn publish_notification(&self, channel: String, payload: String, id: u64) {
+    /// Queues a new notification's event, one of outbox batch `batch`;
+    /// `last` marks the batch's final event.
+    pub fn publish_notification(&self, channel: String, payload: String, batch: u64, last: bool) {
         self.queue(Outgoing {
             channel,
             payload,
-            notification: Some(id),
+            batch: Some((batch, last)),
         });
     }
 
@@ -109,6 +110,9 @@ async fn run(
     published: Option<mpsc::Sender<Vec<u64>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Outbox batches with an event that could not be published: never
+    // reported, so the sweep republishes them.
+    let mut failed: std::collections::HashSet<u64> = std::collections::HashSet::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut attempt = 1;
         loop {
@@ -120,11 +124,14 @@ async fn run(
                     stats
                         .published
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    if let Some(published) = &published {
-                        let ids: Vec<u64> = batch.iter().filter_map(|e| e.notification).collect();
-                        if !ids.is_empty() {
-                            let _ = published.try_send(ids);
+                    let mut done = Vec::new();
+                    for (token, last) in batch.iter().filter_map(|e| e.batch) {
+                        if last && !failed.remove(&token) {
+                            done.push(token);
                         }
+                    }
+                    if let (Some(published), false) = (&published, done.is_empty()) {
+                        let _ = published.try_send(done);
                     }
                     break;
                 }

@@ -8,12 +8,14 @@ pub mod error;
 pub mod idempotency;
 pub mod migrate;
 pub mod notification;
+pub mod outbox;
 pub mod pool;
 pub mod schema;
 
 pub use error::StoreError;
 pub use idempotency::{Claim, IdempotencyKey};
 pub use notification::{DeliveryState, NewNotification, Notification, ReadOutcome};
+pub use outbox::UnpublishedBatch;
 pub use pool::{build_pool, DbConn, DbPool};
 
 /// Database time is UTC with microsecond precision (`DATETIME(6)`); values

@@ -73,6 +73,12 @@ extern "SQL" {
     fn last_insert_id() -> Unsigned<Bigint>;
 }
 
+/// The id `LAST_INSERT_ID()` reports on this connection. A query-builder
+/// query (unlike `sql_query`) is a cached prepared statement: one round trip.
+pub(crate) async fn last_insert_id_of(conn: &mut AsyncMysqlConnection) -> Result<u64, StoreError> {
+    Ok(diesel::select(last_insert_id()).get_result(conn).await?)
+}
+
 impl Notification {
     pub fn into_wire(self) -> notify_protocol::Notification {
         notify_protocol::Notification {
@@ -106,9 +112,7 @@ impl Notification {
             .values(rows)
             .execute(conn)
             .await?;
-        // A query-builder query (unlike sql_query) is a cached prepared
-        // statement: one round trip.
-        let first: u64 = diesel::select(last_insert_id()).get_result(conn).await?;
+        let first = last_insert_id_of(conn).await?;
         if inserted != rows.len() {
             return Err(StoreError::Query(
                 diesel::result::Error::RollbackTransaction,
@@ -273,7 +277,6 @@ pub struct DeliveryState {
     pub id: u64,
     pub user_id: String,
     pub created_at: NaiveDateTime,
-    pub published_at: Option<NaiveDateTime>,
     pub delivered_at: Option<NaiveDateTime>,
     pub read_at: Option<NaiveDateTime>,
 }
@@ -358,39 +361,16 @@ impl Notification {
         .await
     }
 
-    /// Marks these notifications' events as published.
-    pub async fn mark_published(
+    /// The notifications with ids `first..=last`, in id order.
+    pub async fn range(
         conn: &mut AsyncMysqlConnection,
-        ids: &[u64],
-        at: NaiveDateTime,
-    ) -> Result<u64, StoreError> {
-        Ok(diesel::update(
-            notifications::table
-                .filter(notifications::id.eq_any(ids))
-                .filter(notifications::published_at.is_null()),
-        )
-        .set(notifications::published_at.eq(at))
-        .execute(conn)
-        .await? as u64)
-    }
-
-    /// Locks and returns up to `limit` notifications created before
-    /// `before` whose event was never published. Rows another node is
-    /// sweeping are skipped, so every node may sweep at once. Call inside a
-    /// transaction and mark them published in it.
-    pub async fn lock_unpublished(
-        conn: &mut AsyncMysqlConnection,
-        before: NaiveDateTime,
-        limit: i64,
+        first: u64,
+        last: u64,
     ) -> Result<Vec<Notification>, StoreError> {
         Ok(notifications::table
-            .filter(notifications::published_at.is_null())
-            .filter(notifications::created_at.lt(before))
+            .filter(notifications::id.between(first, last))
             .order(notifications::id.asc())
-            .limit(limit)
             .select(Notification::as_select())
-            .for_update()
-            .skip_locked()
             .load(conn)
             .await?)
     }

@@ -18,7 +18,6 @@ diesel::table! {
         delivered_at -> Nullable<Datetime>,
         source -> Nullable<Varchar>,
         idempotency_key -> Nullable<Varchar>,
-        published_at -> Nullable<Datetime>,
     }
 }
 
@@ -41,6 +40,15 @@ diesel::table! {
         idempotency_key -> Varchar,
         request_hash -> Char,
         response -> Nullable<Text>,
+        created_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    unpublished_batches (id) {
+        id -> Unsigned<Bigint>,
+        first_id -> Unsigned<Bigint>,
+        last_id -> Unsigned<Bigint>,
         created_at -> Datetime,
     }
 }

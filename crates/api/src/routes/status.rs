@@ -34,7 +34,6 @@ pub async fn delivery_state(
         "user_id": found.user_id,
         "state": stage,
         "created_at": format_timestamp(&found.created_at.and_utc()),
-        "published_at": at(found.published_at),
         "delivered_at": at(found.delivered_at),
         "read_at": at(found.read_at),
     })))

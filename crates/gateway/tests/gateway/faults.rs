@@ -191,7 +191,10 @@ async fn send_stream(
         fault(round).await;
         let ids = cluster.notify(users, &format!("round {round}")).await;
         for (user, id) in users.iter().zip(ids) {
-            sent.borrow_mut().entry(user.to_string()).or_default().push(id);
+            sent.borrow_mut()
+                .entry(user.to_string())
+                .or_default()
+                .push(id);
         }
         tokio::time::sleep(every).await;
     }

@@ -128,12 +128,12 @@ async fn resume_by_frame_after_frame_auth_and_truncation() {
     let cluster = Cluster::start().await;
     let g = cluster.gateway().await;
     let values: Vec<String> = (0..505)
-        .map(|i| format!("('carol', 't', 'm{i}', NOW(6), NOW(6))"))
+        .map(|i| format!("('carol', 't', 'm{i}', NOW(6))"))
         .collect();
     sql(
         &cluster,
         &format!(
-            "INSERT INTO notifications (user_id, title, message, created_at, published_at) VALUES {}",
+            "INSERT INTO notifications (user_id, title, message, created_at) VALUES {}",
             values.join(",")
         ),
     )
@@ -234,45 +234,40 @@ async fn acks_set_delivered_and_senders_see_the_state() {
     let _ = response.body().await;
 }
 
-/// A row whose event never went out (as if the api died right after the
-/// commit) is republished by the sweep and reaches the connected client.
+/// A batch whose events never went out (as if the api died right after
+/// the commit) is republished by the sweep and reaches the connected client.
 #[actix_web::test]
 async fn the_sweep_publishes_what_was_never_published() {
     let cluster = Cluster::start().await;
     let g = cluster.gateway().await;
     let (mut client, _) = g.connect("fay").await;
+    // What the api's transaction leaves if it dies right after the commit:
+    // the rows and their outbox entry.
     sql(
         &cluster,
         "INSERT INTO notifications (user_id, title, message, created_at) \
          VALUES ('fay', 'lost', 'never published', NOW(6) - INTERVAL 5 SECOND)",
     )
     .await;
+    sql(
+        &cluster,
+        "INSERT INTO unpublished_batches (first_id, last_id, created_at) \
+         SELECT MAX(id), MAX(id), NOW(6) - INTERVAL 5 SECOND FROM notifications",
+    )
+    .await;
     let frame = client.text().await;
     assert_eq!(frame["notification"]["message"], "never published");
-    eventually("row marked published", Duration::from_secs(5), || async {
-        count(
-            &cluster,
-            "SELECT COUNT(*) AS n FROM notifications WHERE published_at IS NULL",
-        )
-        .await
-            == 0
+    eventually("outbox emptied", Duration::from_secs(5), || async {
+        count(&cluster, "SELECT COUNT(*) AS n FROM unpublished_batches").await == 0
     })
     .await;
-    // Normal sends are marked too, so the sweep does not resend them.
+    // A normal send leaves the outbox once published, so the sweep does not
+    // send it again.
     let ids = cluster.notify(&["fay"], "normal").await;
     assert_eq!(client.notification_id().await, ids[0]);
-    eventually(
-        "normal row marked published",
-        Duration::from_secs(5),
-        || async {
-            count(
-                &cluster,
-                "SELECT COUNT(*) AS n FROM notifications WHERE published_at IS NULL",
-            )
-            .await
-                == 0
-        },
-    )
+    eventually("normal batch cleared", Duration::from_secs(5), || async {
+        count(&cluster, "SELECT COUNT(*) AS n FROM unpublished_batches").await == 0
+    })
     .await;
     assert!(
         client

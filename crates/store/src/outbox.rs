@@ -1,0 +1,70 @@
+//! The outbox of new notifications whose events may not have reached Redis.
+//!
+//! Each committed batch of new notifications gets one row here, written in
+//! the same transaction, and the row is deleted once every event of the
+//! batch was published. Rows that stay are found by the sweep.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
+
+use crate::schema::unpublished_batches as batches;
+use crate::StoreError;
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = batches, check_for_backend(diesel::mysql::Mysql))]
+pub struct UnpublishedBatch {
+    pub id: u64,
+    pub first_id: u64,
+    pub last_id: u64,
+    pub created_at: NaiveDateTime,
+}
+
+impl UnpublishedBatch {
+    /// Records notifications `first..=last` as not yet published; call in
+    /// the transaction that inserts them. Returns the batch's id.
+    pub async fn record(
+        conn: &mut AsyncMysqlConnection,
+        first: u64,
+        last: u64,
+        at: NaiveDateTime,
+    ) -> Result<u64, StoreError> {
+        diesel::insert_into(batches::table)
+            .values((
+                batches::first_id.eq(first),
+                batches::last_id.eq(last),
+                batches::created_at.eq(at),
+            ))
+            .execute(conn)
+            .await?;
+        crate::notification::last_insert_id_of(conn).await
+    }
+
+    /// Forgets published batches.
+    pub async fn delete(conn: &mut AsyncMysqlConnection, ids: &[u64]) -> Result<usize, StoreError> {
+        Ok(
+            diesel::delete(batches::table.filter(batches::id.eq_any(ids)))
+                .execute(conn)
+                .await?,
+        )
+    }
+
+    /// Locks up to `limit` batches recorded before `before`, skipping those
+    /// another node is sweeping (so every node may sweep at once). Call in
+    /// a transaction and delete them in it once republished.
+    pub async fn lock_due(
+        conn: &mut AsyncMysqlConnection,
+        before: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<UnpublishedBatch>, StoreError> {
+        Ok(batches::table
+            .filter(batches::created_at.lt(before))
+            .order(batches::id.asc())
+            .limit(limit)
+            .select(UnpublishedBatch::as_select())
+            .for_update()
+            .skip_locked()
+            .load(conn)
+            .await?)
+    }
+}
