@@ -5,11 +5,13 @@
 -- longer than the publisher retries) is found by the sweep, which
 -- republishes the batch. One row per batch rather than a flag per
 -- notification keeps the bookkeeping off the hot path.
+--
+-- A batch is named by its first notification id (ids are never reused), so
+-- recording it needs no second LAST_INSERT_ID() round trip.
 CREATE TABLE unpublished_batches (
-    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
     first_id BIGINT UNSIGNED NOT NULL,
     last_id BIGINT UNSIGNED NOT NULL,
     created_at DATETIME(6) NOT NULL,
-    PRIMARY KEY (id),
+    PRIMARY KEY (first_id),
     KEY unpublished_batches_created_at (created_at)
 ) ENGINE = InnoDB;

@@ -253,7 +253,8 @@ impl Flusher {
             .transaction(async |conn| {
                 let ids = Notification::insert_batch(conn, &rows).await?;
                 let (first, last) = (ids[0], ids[ids.len() - 1]);
-                let token = UnpublishedBatch::record(conn, first, last, created_at).await?;
+                UnpublishedBatch::record(conn, first, last, created_at).await?;
+                let token = first;
                 let mut bodies = Vec::with_capacity(subs.len());
                 let mut offset = 0;
                 for s in subs {

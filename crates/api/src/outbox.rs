@@ -105,7 +105,7 @@ async fn sweep_page(
                 .await
                 .map_err(StoreError::Unavailable)?;
         }
-        let ids: Vec<u64> = due.iter().map(|b| b.id).collect();
+        let ids: Vec<u64> = due.iter().map(|b| b.first_id).collect();
         UnpublishedBatch::delete(conn, &ids).await?;
         Ok::<_, StoreError>((ids.len(), events.len()))
     })

@@ -14,7 +14,7 @@ use crate::StoreError;
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = batches, check_for_backend(diesel::mysql::Mysql))]
 pub struct UnpublishedBatch {
-    pub id: u64,
+    /// Also the batch's name.
     pub first_id: u64,
     pub last_id: u64,
     pub created_at: NaiveDateTime,
@@ -22,13 +22,13 @@ pub struct UnpublishedBatch {
 
 impl UnpublishedBatch {
     /// Records notifications `first..=last` as not yet published; call in
-    /// the transaction that inserts them. Returns the batch's id.
+    /// the transaction that inserts them. The batch is named by `first`.
     pub async fn record(
         conn: &mut AsyncMysqlConnection,
         first: u64,
         last: u64,
         at: NaiveDateTime,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(), StoreError> {
         diesel::insert_into(batches::table)
             .values((
                 batches::first_id.eq(first),
@@ -37,13 +37,13 @@ impl UnpublishedBatch {
             ))
             .execute(conn)
             .await?;
-        crate::notification::last_insert_id_of(conn).await
+        Ok(())
     }
 
     /// Forgets published batches.
     pub async fn delete(conn: &mut AsyncMysqlConnection, ids: &[u64]) -> Result<usize, StoreError> {
         Ok(
-            diesel::delete(batches::table.filter(batches::id.eq_any(ids)))
+            diesel::delete(batches::table.filter(batches::first_id.eq_any(ids)))
                 .execute(conn)
                 .await?,
         )
@@ -59,7 +59,7 @@ impl UnpublishedBatch {
     ) -> Result<Vec<UnpublishedBatch>, StoreError> {
         Ok(batches::table
             .filter(batches::created_at.lt(before))
-            .order(batches::id.asc())
+            .order(batches::first_id.asc())
             .limit(limit)
             .select(UnpublishedBatch::as_select())
             .for_update()

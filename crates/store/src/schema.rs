@@ -45,8 +45,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    unpublished_batches (id) {
-        id -> Unsigned<Bigint>,
+    unpublished_batches (first_id) {
         first_id -> Unsigned<Bigint>,
         last_id -> Unsigned<Bigint>,
         created_at -> Datetime,
