@@ -78,6 +78,32 @@ impl TestDb {
         }
     }
 
+    /// Runs one statement on this database.
+    pub async fn execute(&self, statement: &str) {
+        use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+        let mut conn = AsyncMysqlConnection::establish(&self.url).await.unwrap();
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// The single number a `SELECT COUNT(*) AS n ...` query returns.
+    pub async fn count(&self, query: &str) -> i64 {
+        use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncMysqlConnection::establish(&self.url).await.unwrap();
+        diesel::sql_query(query)
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap()
+            .n
+    }
+
     /// Creates the database and applies the migrations.
     pub async fn migrated() -> TestDb {
         let db = Self::create().await;

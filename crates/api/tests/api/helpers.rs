@@ -1,9 +1,7 @@
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use diesel::sql_types::BigInt;
-use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection};
 use futures_util::StreamExt;
 use notify_api::{Application, Config};
 use notify_auth::{ApiKeys, JwtConfig};
@@ -143,17 +141,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = self.db_conn().await;
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut conn)
-            .await
-            .unwrap()
-            .n
+        self.db.count(sql).await
     }
 
     pub async fn rows(&self) -> i64 {

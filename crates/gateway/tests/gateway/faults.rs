@@ -346,22 +346,10 @@ async fn losing_mysql_refuses_cleanly_and_recovers() {
     outage.set_up(true);
     let after = cluster.notify(&["mia"], "after").await;
     assert_eq!(client.notification_id().await, after[0]);
-    let stored = {
-        use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = AsyncMysqlConnection::establish(&cluster.db.url)
-            .await
-            .unwrap();
-        diesel::sql_query("SELECT COUNT(*) AS n FROM notifications")
-            .get_result::<N>(&mut conn)
-            .await
-            .unwrap()
-            .n
-    };
+    let stored = cluster
+        .db
+        .count("SELECT COUNT(*) AS n FROM notifications")
+        .await;
     println!("MySQL outage: sent 2 accepted, {refused} refused with 503, {stored} rows stored, 2 received");
     assert_eq!(stored, 2, "a refused request left rows behind");
 }
@@ -445,22 +433,10 @@ async fn a_hundred_reconnects_leave_nothing_behind() {
     })
     .await;
     let rss_after = g.rss_kb();
-    let rows = {
-        use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = AsyncMysqlConnection::establish(&cluster.db.url)
-            .await
-            .unwrap();
-        diesel::sql_query("SELECT COUNT(*) AS n FROM notifications WHERE delivered_at IS NULL")
-            .get_result::<N>(&mut conn)
-            .await
-            .unwrap()
-            .n
-    };
+    let rows = cluster
+        .db
+        .count("SELECT COUNT(*) AS n FROM notifications WHERE delivered_at IS NULL")
+        .await;
     println!(
         "100 reconnects: sent 5, received {frames} frames (5 per connection), {rows} rows, RSS {rss_before} kB -> {rss_after} kB"
     );

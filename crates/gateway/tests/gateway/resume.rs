@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::BigInt;
-use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 use notify_testkit::ws::WsClient;
 use notify_testkit::{eventually, token};
 use serde_json::{json, Value};
@@ -13,29 +10,11 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 async fn sql(cluster: &Cluster, statement: &str) {
-    let mut conn = AsyncMysqlConnection::establish(&cluster.db.url)
-        .await
-        .unwrap();
-    diesel::sql_query(statement)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    cluster.db.execute(statement).await
 }
 
 async fn count(cluster: &Cluster, query: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let mut conn = AsyncMysqlConnection::establish(&cluster.db.url)
-        .await
-        .unwrap();
-    diesel::sql_query(query)
-        .get_result::<N>(&mut conn)
-        .await
-        .unwrap()
-        .n
+    cluster.db.count(query).await
 }
 
 /// Reads notification frames up to the `resumed` frame that ends a batch.
