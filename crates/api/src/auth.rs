@@ -26,7 +26,9 @@ fn authenticate_user(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let token = bearer(req.headers()).ok_or(ApiError::MissingCredentials(
         "send a user token as Authorization: Bearer <jwt>",
     ))?;
-    Ok(AuthUser(state.jwt.verify(token)?.sub))
+    let user = state.jwt.verify(token)?.sub;
+    state.limits.check_user(&user)?;
+    Ok(AuthUser(user))
 }
 
 /// The API key from `Authorization: Bearer` or `X-Api-Key`, if either header
@@ -51,9 +53,11 @@ pub fn api_key_from_headers(
 }
 
 pub fn require_api_key(req: &HttpRequest, state: &AppState) -> Result<ApiKeyId, ApiError> {
-    api_key_from_headers(req, state)?.ok_or(ApiError::MissingCredentials(
+    let key = api_key_from_headers(req, state)?.ok_or(ApiError::MissingCredentials(
         "send an API key as Authorization: Bearer <key> or X-Api-Key",
-    ))
+    ))?;
+    state.limits.check_key(&key.0)?;
+    Ok(key)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

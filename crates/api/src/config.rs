@@ -16,6 +16,8 @@
 //! | `SWEEP_MIN_AGE_SECS` | `10` | unpublished batches younger than this are left to the normal path |
 //! | `REDIS_POOL_SIZE` | `8` | Redis connections per process |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
+//! | `API_KEY_RATE` / `API_KEY_BURST` | `20000` / `20000` | requests per second (and burst) one API key may send; beyond: 429 |
+//! | `USER_RATE` / `USER_BURST` | `20` / `60` | feed requests per second (and burst) per user; beyond: 429 |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | log filter |
 
@@ -24,6 +26,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use notify_auth::{ApiKeys, JwtConfig};
+
+use crate::limits::Rate;
 use notify_service::settings::{jwt_config, optional, parsed, required};
 
 #[derive(Clone)]
@@ -40,6 +44,8 @@ pub struct Config {
     pub sweep_min_age: Duration,
     pub redis_pool_size: usize,
     pub channel_prefix: String,
+    pub per_key: Rate,
+    pub per_user: Rate,
 }
 
 impl Config {
@@ -61,6 +67,14 @@ impl Config {
             sweep_min_age: Duration::from_secs(parsed("SWEEP_MIN_AGE_SECS")?.unwrap_or(10)),
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(8),
             channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
+            per_key: Rate {
+                per_second: parsed("API_KEY_RATE")?.unwrap_or(20_000),
+                burst: parsed("API_KEY_BURST")?.unwrap_or(20_000),
+            },
+            per_user: Rate {
+                per_second: parsed("USER_RATE")?.unwrap_or(20),
+                burst: parsed("USER_BURST")?.unwrap_or(60),
+            },
         })
     }
 }

@@ -43,6 +43,8 @@ pub enum ApiError {
     TokenExpired,
     #[error("not found")]
     NotFound,
+    #[error("too many requests, retry in {0} s")]
+    RateLimited(u64),
     #[error("service temporarily unavailable, retry later")]
     Unavailable,
     #[error("internal error")]
@@ -67,6 +69,7 @@ impl ApiError {
             ApiError::InvalidToken => "invalid_token",
             ApiError::TokenExpired => "token_expired",
             ApiError::NotFound => "not_found",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
         }
@@ -91,6 +94,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidToken
             | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +105,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            ApiError::RateLimited(secs) => {
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::MissingCredentials(_)
             | ApiError::InvalidApiKey

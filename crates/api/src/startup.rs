@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::outbox;
 use crate::routes;
 use crate::state::AppState;
@@ -28,7 +29,8 @@ pub struct Application {
     port: u16,
     server: Server,
     publisher: JoinHandle<()>,
-    sweeper: JoinHandle<()>,
+    /// Periodic tasks that end with the server.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Application {
@@ -79,6 +81,15 @@ impl Application {
             channels,
             jwt: JwtVerifier::new(&config.jwt),
             api_keys: config.api_keys.clone(),
+            limits: Limits::new(config.per_key, config.per_user),
+        });
+        let pruned = state.clone();
+        let pruner = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                pruned.limits.prune();
+            }
         });
 
         let listener =
@@ -86,6 +97,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(notify_service::http::security_headers())
                 .app_data(state.clone())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -99,7 +111,7 @@ impl Application {
             port,
             server,
             publisher: publisher_task,
-            sweeper,
+            background: vec![sweeper, pruner],
         })
     }
 
@@ -111,7 +123,9 @@ impl Application {
     /// gives queued events a moment to reach Redis.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
-        self.sweeper.abort();
+        for task in &self.background {
+            task.abort();
+        }
         // The workers dropped their publishers with the app state, so the
         // publishing task ends once the queue is drained.
         if tokio::time::timeout(Duration::from_secs(5), self.publisher)

@@ -3,6 +3,7 @@
 use notify_auth::{ApiKeys, JwtVerifier};
 
 use crate::batcher::Batcher;
+use crate::limits::Limits;
 use notify_bus::{Publisher, RedisPool};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::DbPool;
@@ -15,6 +16,7 @@ pub struct AppState {
     pub channels: ChannelNames,
     pub jwt: JwtVerifier,
     pub api_keys: ApiKeys,
+    pub limits: Limits,
 }
 
 impl AppState {

@@ -90,6 +90,7 @@ impl Application {
         let data = web::Data::from(node.clone());
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(notify_service::http::security_headers())
                 .app_data(data.clone())
                 .configure(routes::configure)
                 .default_service(web::to(|| async {

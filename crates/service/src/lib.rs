@@ -2,5 +2,6 @@
 //! the logging setup.
 
 pub mod healthcheck;
+pub mod http;
 pub mod settings;
 pub mod telemetry;

@@ -135,6 +135,7 @@ pub async fn webhook(
             }
         }
     };
+    state.limits.check_key(&sender.0)?;
     let request = parsed?;
     if !valid_user_id(&request.recipient_id) {
         return Err(ApiError::InvalidField(

@@ -56,6 +56,14 @@ impl TestApp {
             sweep_min_age: std::time::Duration::from_secs(1),
             redis_pool_size: 2,
             channel_prefix: prefix.clone(),
+            per_key: notify_api::limits::Rate {
+                per_second: 100_000,
+                burst: 100_000,
+            },
+            per_user: notify_api::limits::Rate {
+                per_second: 1000,
+                burst: 1000,
+            },
         };
         adjust(&mut config);
         let app = Application::build(config).await.expect("build app");

@@ -7,4 +7,5 @@ mod faults;
 mod feed;
 mod helpers;
 mod idempotency;
+mod limits;
 mod send;

@@ -84,6 +84,14 @@ impl Cluster {
             sweep_min_age: std::time::Duration::from_secs(1),
             redis_pool_size: 2,
             channel_prefix: prefix.clone(),
+            per_key: notify_api::limits::Rate {
+                per_second: 100_000,
+                burst: 100_000,
+            },
+            per_user: notify_api::limits::Rate {
+                per_second: 1000,
+                burst: 1000,
+            },
         };
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
