@@ -70,7 +70,8 @@ kill "$bare_pid"
 mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
 DATABASE_URL=$MYSQL/$DB "$BIN/notify-api" migrate >/dev/null
 GATEWAY_ADDR=127.0.0.1:$GATEWAY_PORT DATABASE_URL=$MYSQL/$DB REDIS_URL=$REDIS_URL \
-  JWT_SECRET=$SECRET CHANNEL_PREFIX=bench-memory: RUST_LOG=warn "$BIN/notify-gateway" &
+  JWT_SECRET=$SECRET CHANNEL_PREFIX=bench-memory: RUST_LOG=warn \
+  CONNECT_RATE=1000000 CONNECT_BURST=1000000 "$BIN/notify-gateway" &
 pids+=($!)
 gw_pid=$!
 wait_http "http://127.0.0.1:$GATEWAY_PORT/ready"

@@ -15,6 +15,11 @@
 //! | `SEND_QUEUE_BYTES` | `1048576` | bytes queued for one connection before it counts as stalled |
 //! | `SEND_TIMEOUT_SECS` | `10` | longest wait for one frame to be taken by the socket |
 //! | `MAX_FRAME_BYTES` | `65536` | largest inbound frame; larger ones close with 1009 |
+//! | `FRAME_RATE` / `FRAME_BURST` | `20` / `40` | inbound frames per second (and burst) per connection; the first excess gets an `error` frame, sustained excess closes with 1008 |
+//! | `CONNECT_RATE` / `CONNECT_BURST` | `50` / `200` | new connections per second (and burst) per client address; beyond: HTTP 429 |
+//! | `TRUSTED_PROXIES` | `127.0.0.1,::1` | peers whose `X-Forwarded-For` gives the client address |
+//! | `MAX_CONNECTIONS` | `50000` | connections per node; beyond: HTTP 503 before the upgrade |
+//! | `MAX_CONNECTIONS_PER_USER` | `20` | connections per user per node; beyond: HTTP 429 |
 //! | `DRAIN_TIMEOUT_SECS` | `30` | longest graceful shutdown |
 //! | `DRAIN_BATCH` | `500` | connections closed per step while draining |
 //! | `DRAIN_INTERVAL_MS` | `100` | pause between draining steps |
@@ -25,7 +30,7 @@
 //! | `REDIS_POOL_SIZE` | `4` | Redis connections used to publish read marks |
 //! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use notify_auth::JwtConfig;
@@ -41,6 +46,17 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Invalid frames a connection may send before it is closed with 1008.
     pub max_invalid_frames: u32,
+    /// Inbound frames per second one connection may send, and the burst.
+    pub frame_rate: u32,
+    pub frame_burst: u32,
+    /// New connections per second from one client address, and the burst.
+    pub connect_rate: u32,
+    pub connect_burst: u32,
+    /// Connections this node holds at most; beyond it answers 503 before
+    /// upgrading, so the load balancer or client tries another node.
+    pub max_connections: usize,
+    /// Connections one user may hold on this node.
+    pub max_connections_per_user: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +69,12 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             max_invalid_frames: 10,
+            frame_rate: 20,
+            frame_burst: 40,
+            connect_rate: 50,
+            connect_burst: 200,
+            max_connections: 50_000,
+            max_connections_per_user: 20,
         }
     }
 }
@@ -84,6 +106,8 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub channel_prefix: String,
     pub allowed_origins: Option<Vec<String>>,
+    /// Peers whose `X-Forwarded-For` is believed (the load balancers).
+    pub trusted_proxies: Vec<IpAddr>,
     pub limits: Limits,
     pub drain: Drain,
     pub stats_interval: Duration,
@@ -125,6 +149,25 @@ impl Config {
                 max_frame_bytes: parsed("MAX_FRAME_BYTES")?
                     .unwrap_or(limits_default.max_frame_bytes),
                 max_invalid_frames: limits_default.max_invalid_frames,
+                frame_rate: parsed("FRAME_RATE")?.unwrap_or(limits_default.frame_rate),
+                frame_burst: parsed("FRAME_BURST")?.unwrap_or(limits_default.frame_burst),
+                connect_rate: parsed("CONNECT_RATE")?.unwrap_or(limits_default.connect_rate),
+                connect_burst: parsed("CONNECT_BURST")?.unwrap_or(limits_default.connect_burst),
+                max_connections: parsed("MAX_CONNECTIONS")?
+                    .unwrap_or(limits_default.max_connections),
+                max_connections_per_user: parsed("MAX_CONNECTIONS_PER_USER")?
+                    .unwrap_or(limits_default.max_connections_per_user),
+            },
+            trusted_proxies: match optional("TRUSTED_PROXIES") {
+                Some(list) => list
+                    .split(',')
+                    .map(|ip| {
+                        ip.trim()
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("invalid value for TRUSTED_PROXIES: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                None => default_trusted_proxies(),
             },
             drain: Drain {
                 timeout: secs("DRAIN_TIMEOUT_SECS", drain_default.timeout)?,
@@ -140,4 +183,12 @@ impl Config {
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(4),
         })
     }
+}
+
+/// Loopback: nginx on the same host.
+pub fn default_trusted_proxies() -> Vec<IpAddr> {
+    vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]
 }

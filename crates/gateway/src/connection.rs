@@ -7,7 +7,8 @@
 //! that needs MySQL runs in a boxed future so an idle connection's task stays
 //! small.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use chrono::NaiveDateTime;
+use governor::DefaultKeyedRateLimiter;
 use notify_auth::{AuthError, JwtVerifier};
 use notify_bus::Publisher;
 use notify_protocol::{ChannelNames, Event};
@@ -22,6 +24,7 @@ use notify_store::{DbPool, Notification};
 use tokio::sync::Semaphore;
 
 use crate::acks::Acks;
+use crate::budget::FrameBudget;
 use crate::config::Limits;
 use crate::frames::{self, ClientFrame, FrameError};
 use crate::outbox::{CloseSignal, Next, Outbox};
@@ -55,6 +58,28 @@ pub struct Node {
     /// Bounds concurrent MySQL backfills, so 10,000 connections resyncing
     /// after a Redis restart queue up instead of stampeding MySQL.
     pub backfills: Semaphore,
+    /// Sockets open on this node, authenticated or not.
+    pub open: AtomicUsize,
+    /// New connections per client address.
+    pub connects: DefaultKeyedRateLimiter<IpAddr>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Counts a socket as open on the node for as long as it lives.
+pub struct OpenSocket(Arc<Node>);
+
+impl OpenSocket {
+    pub fn new(node: Arc<Node>) -> Self {
+        node.open.fetch_add(1, Ordering::Relaxed);
+        Self(node)
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Node {
@@ -91,12 +116,13 @@ enum End {
 }
 
 pub async fn run(
-    node: Arc<Node>,
+    open: OpenSocket,
     mut session: Session,
     mut stream: AggregatedMessageStream,
     user: Option<String>,
     after: Option<u64>,
 ) {
+    let node = open.0.clone();
     let user = match user {
         Some(user) => user,
         None => match Box::pin(authenticate(&node, &mut session, &mut stream)).await {
@@ -105,6 +131,14 @@ pub async fn run(
             Err(End::Close(code, reason)) => return close(session, code, reason).await,
         },
     };
+    if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
+        return close(
+            session,
+            CloseCode::Policy,
+            "too many connections for this user",
+        )
+        .await;
+    }
     let connected_at = notify_store::now();
     let outbox = Arc::new(Outbox::default());
     let _registration = node.registry.register(&user, outbox.clone());
@@ -222,6 +256,8 @@ async fn serve(
     let limits = &node.limits;
     let mut last_heard = Instant::now();
     let mut invalid_frames = 0u32;
+    let mut budget = FrameBudget::new();
+    let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
     heartbeat.reset();
     loop {
@@ -275,6 +311,16 @@ async fn serve(
                         None
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => None,
+                    Some(Ok(AggregatedMessage::Binary(_) | AggregatedMessage::Text(_)))
+                        if !spend(&mut budget, &mut over_budget, limits) =>
+                    {
+                        if over_budget > limits.frame_burst {
+                            return End::Close(CloseCode::Policy, "too many frames");
+                        }
+                        (over_budget == 1).then(|| {
+                            Reply::Text(frames::error("rate_limited", "too many frames, slow down"))
+                        })
+                    }
                     Some(Ok(AggregatedMessage::Binary(_))) => Some(Reply::Refused(FrameError::Binary)),
                     Some(Ok(AggregatedMessage::Text(text))) => match ClientFrame::parse(&text) {
                         Ok(frame) => Some(Box::pin(handle(node, user, frame)).await),
@@ -311,6 +357,18 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Spends one inbound frame from the connection's budget, counting the
+/// excess frames in a row; false when over budget.
+fn spend(budget: &mut FrameBudget, over: &mut u32, limits: &Limits) -> bool {
+    if budget.allow(limits.frame_rate, limits.frame_burst) {
+        *over = 0;
+        true
+    } else {
+        *over += 1;
+        false
     }
 }
 

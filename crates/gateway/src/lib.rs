@@ -6,6 +6,7 @@
 //! holds, so an event only reaches the nodes that have a use for it.
 
 pub mod acks;
+pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod frames;

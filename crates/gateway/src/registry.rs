@@ -129,6 +129,11 @@ impl Registry {
         self.dirty_notify.notified().await
     }
 
+    /// Connections `user` has on this node.
+    pub fn user_connections(&self, user: &str) -> usize {
+        self.users().get(user).map_or(0, |e| e.conns.len())
+    }
+
     pub fn wants(&self, user: &str) -> bool {
         self.users().contains_key(user)
     }

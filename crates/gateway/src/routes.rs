@@ -1,6 +1,9 @@
 //! HTTP side of a gateway node: the WebSocket upgrade and health checks.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+
+use governor::clock::Clock;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{rt, web, HttpRequest, HttpResponse};
@@ -8,7 +11,7 @@ use notify_auth::AuthError;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::connection::{self, Node};
+use crate::connection::{self, Node, OpenSocket};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
@@ -36,8 +39,28 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             "node is shutting down, connect to another",
-        )
-        .map_into_boxed_body();
+        );
+    }
+    if node.open.load(Ordering::Relaxed) >= node.limits.max_connections {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_full",
+            "node is full, connect to another",
+        );
+    }
+    if let Some(addr) = client_addr(&req, &node.trusted_proxies) {
+        if let Err(not_until) = node.connects.check_key(&addr) {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many new connections, slow down",
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
     }
     if let Some(allowed) = &node.allowed_origins {
         let origin = req
@@ -81,6 +104,15 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         }
         Some(Err(AuthError::Invalid)) => return unauthorized("invalid_token", "invalid token"),
     };
+    if let Some(user) = &user {
+        if node.registry.user_connections(user) >= node.limits.max_connections_per_user {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "too many connections for this user",
+            );
+        }
+    }
     let (response, session, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => return error(StatusCode::BAD_REQUEST, "not_websocket", &e.to_string()),
@@ -91,13 +123,8 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         .aggregate_continuations()
         .max_continuation_size(limit);
     // The message stream is not Send: the task stays on this worker thread.
-    rt::spawn(connection::run(
-        node.into_inner(),
-        session,
-        stream,
-        user,
-        after,
-    ));
+    let open = OpenSocket::new(node.into_inner());
+    rt::spawn(connection::run(open, session, stream, user, after));
     response
 }
 
@@ -145,4 +172,27 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy,
+/// the last address in `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_addr(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|hop| !trusted.contains(hop))
+            .unwrap_or(peer),
+    )
 }

@@ -8,13 +8,15 @@
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
 use notify_bus::Publisher;
 use notify_protocol::ChannelNames;
@@ -83,6 +85,16 @@ impl Application {
             subscriber: status,
             draining: AtomicBool::new(false),
             acks: Acks::start(db_for_acks),
+            open: AtomicUsize::new(0),
+            connects: RateLimiter::keyed(
+                Quota::per_second(
+                    NonZeroU32::new(config.limits.connect_rate.max(1)).unwrap_or(NonZeroU32::MIN),
+                )
+                .allow_burst(
+                    NonZeroU32::new(config.limits.connect_burst.max(1)).unwrap_or(NonZeroU32::MIN),
+                ),
+            ),
+            trusted_proxies: config.trusted_proxies.clone(),
             backfills: tokio::sync::Semaphore::new(config.database_pool_size.max(1)),
         });
         let stats = tokio::spawn(log_stats(node.clone(), config.stats_interval));
@@ -184,6 +196,9 @@ async fn log_stats(node: Arc<Node>, every: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        // Keyed limiters keep an entry per address ever seen: drop the idle.
+        node.connects.retain_recent();
+        node.connects.shrink_to_fit();
         let (connections, users) = node.registry.counts();
         tracing::info!(
             node = %node.id,

@@ -113,6 +113,7 @@ impl Cluster {
             jwt: jwt(),
             channel_prefix: self.prefix.clone(),
             allowed_origins: None,
+            trusted_proxies: notify_gateway::config::default_trusted_proxies(),
             limits: Limits {
                 auth_timeout: Duration::from_secs(1),
                 ..Limits::default()

@@ -5,5 +5,6 @@ mod auth;
 mod delivery;
 mod faults;
 mod helpers;
+mod limits;
 mod resilience;
 mod resume;

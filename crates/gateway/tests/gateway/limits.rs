@@ -1,0 +1,117 @@
+//! Abuse limits: inbound frame rate, connections per node, per user and per
+//! client address.
+
+use notify_testkit::token;
+use notify_testkit::ws::{Received, WsClient};
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn a_frame_flood_is_warned_then_closed_and_others_keep_receiving() {
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| {
+            c.limits.frame_rate = 1;
+            c.limits.frame_burst = 5;
+        })
+        .await;
+    let (mut flood, _) = g.connect("flo").await;
+    let (mut calm, _) = g.connect("cal").await;
+    for _ in 0..20 {
+        flood.send(r#"{"type":"ping"}"#).await;
+    }
+    let mut pongs = 0;
+    let mut warned = 0;
+    let close = loop {
+        match flood.next().await {
+            Received::Text(frame) if frame["type"] == "pong" => pongs += 1,
+            Received::Text(frame) if frame["code"] == "rate_limited" => warned += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(pongs, 5);
+    assert_eq!(warned, 1);
+    assert_eq!(close, Received::Close(Some(1008), "too many frames".into()));
+    let ids = cluster.notify(&["cal"], "unaffected").await;
+    assert_eq!(calm.notification_id().await, ids[0]);
+}
+
+#[actix_web::test]
+async fn a_full_node_and_a_user_over_the_cap_are_refused_before_the_upgrade() {
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| {
+            c.limits.max_connections = 3;
+            c.limits.max_connections_per_user = 2;
+        })
+        .await;
+    let (_a1, _) = g.connect("ann").await;
+    let (_a2, _) = g.connect("ann").await;
+    let auth = format!("Bearer {}", token("ann"));
+    let third = WsClient::connect(&format!("{}/ws", g.base), &[("authorization", &auth)]).await;
+    assert_eq!(third.err(), Some(429));
+    let (_b, _) = g.connect("ben").await;
+    let auth = format!("Bearer {}", token("cid"));
+    let full = WsClient::connect(&format!("{}/ws", g.base), &[("authorization", &auth)]).await;
+    assert_eq!(full.err(), Some(503));
+    assert_eq!(g.connections().await, 3);
+}
+
+#[actix_web::test]
+async fn new_connections_per_address_are_limited_behind_a_trusted_proxy() {
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| {
+            c.limits.connect_rate = 1;
+            c.limits.connect_burst = 2;
+        })
+        .await;
+    let url = format!("{}/ws?token={}", g.base, token("dee"));
+    let from = |addr: &'static str| [("x-forwarded-for", addr)];
+    // The test talks to the node from 127.0.0.1, a trusted proxy, so the
+    // address in X-Forwarded-For is the client's.
+    for _ in 0..2 {
+        let mut ok = WsClient::connect(&url, &from("203.0.113.7")).await.unwrap();
+        assert_eq!(ok.text().await["type"], "welcome");
+    }
+    assert_eq!(
+        WsClient::connect(&url, &from("203.0.113.7")).await.err(),
+        Some(429)
+    );
+    // Another client address has its own budget; a forged hop before the
+    // real one does not help the limited client.
+    let mut other = WsClient::connect(&url, &from("198.51.100.9"))
+        .await
+        .unwrap();
+    assert_eq!(other.text().await["type"], "welcome");
+    assert_eq!(
+        WsClient::connect(&url, &from("198.51.100.9, 203.0.113.7"))
+            .await
+            .err(),
+        Some(429)
+    );
+}
+
+#[actix_web::test]
+async fn forwarded_for_is_ignored_from_untrusted_peers() {
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| {
+            c.trusted_proxies = Vec::new();
+            c.limits.connect_rate = 1;
+            c.limits.connect_burst = 1;
+        })
+        .await;
+    let url = format!("{}/ws?token={}", g.base, token("eve"));
+    let mut first = WsClient::connect(&url, &[("x-forwarded-for", "192.0.2.1")])
+        .await
+        .unwrap();
+    assert_eq!(first.text().await["type"], "welcome");
+    // A different claimed address does not reset the real peer's budget.
+    assert_eq!(
+        WsClient::connect(&url, &[("x-forwarded-for", "192.0.2.2")])
+            .await
+            .err(),
+        Some(429)
+    );
+}
