@@ -235,3 +235,82 @@ mod id_tests {
         assert_eq!(notification_id("garbage"), None);
     }
 }
+
+/// Any text at all gets a frame or an error, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("auth"),
+                Just("ping"),
+                Just("read"),
+                Just("read_all"),
+                Just("resume"),
+                Just("ack"),
+                Just("type"),
+                Just("ids"),
+                Just("after"),
+            ]
+            .prop_map(serde_json::Value::from),
+            ".*".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("ids".to_string()),
+                        Just("after".to_string()),
+                        Just("token".to_string()),
+                        ".*"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".*") {
+            let _ = ClientFrame::parse(&text);
+            let _ = notification_id(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_is_a_frame_or_an_error(value in json_value()) {
+            let text = value.to_string();
+            match ClientFrame::parse(&text) {
+                Ok(ClientFrame::Read { ids }) | Ok(ClientFrame::Ack { ids }) => {
+                    prop_assert!(!ids.is_empty() && ids.len() <= MAX_IDS_PER_FRAME)
+                }
+                Ok(_) => {}
+                Err(error) => prop_assert!(!error.code().is_empty()),
+            }
+            let _ = notification_id(&text);
+        }
+
+        #[test]
+        fn deep_nesting_is_refused_not_overflowed(depth in 0usize..10_000) {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let _ = ClientFrame::parse(&text);
+        }
+    }
+}

@@ -308,3 +308,84 @@ async fn store_and_publish(
         }
     }
 }
+
+/// Any body at all is either accepted as a valid request or refused with an
+/// error; parsing and validation never panic.
+#[cfg(test)]
+mod fuzz {
+    use actix_web::ResponseError;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check_webhook(body: &[u8]) -> Result<(), ApiError> {
+        let request: WebhookRequest = body::parse_json(body)?;
+        if !valid_user_id(&request.recipient_id) {
+            return Err(ApiError::InvalidField("recipientId".into()));
+        }
+        validate(
+            request.kind.as_deref(),
+            request.title.as_deref(),
+            &request.message,
+            request.link.as_deref(),
+            request.metadata.as_deref(),
+        )
+        .map(|_| ())
+    }
+
+    fn check_send(body: &[u8]) -> Result<(), ApiError> {
+        let request: SendRequest = body::parse_json(body)?;
+        validate(
+            request.kind.as_deref(),
+            Some(&request.title),
+            &request.message,
+            request.link.as_deref(),
+            request.metadata.as_deref(),
+        )
+        .map(|_| ())
+    }
+
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_string()),
+            Just("\"\"".to_string()),
+            Just("\"alice\"".to_string()),
+            Just("[\"alice\"]".to_string()),
+            Just("{}".to_string()),
+            Just("{\"a\":[1,{\"b\":null}]}".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            ".{0,300}".prop_map(|s| serde_json::Value::from(s).to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = check_webhook(&bytes);
+            let _ = check_send(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_fields_are_accepted_or_refused_cleanly(
+            recipient in field(), message in field(), title in field(), kind in field(),
+            link in field(), metadata in field(), api_key in field(),
+        ) {
+            let webhook = format!(
+                r#"{{"recipientId":{recipient},"message":{message},"title":{title},"type":{kind},"link":{link},"metadata":{metadata},"apiKey":{api_key}}}"#
+            );
+            match check_webhook(webhook.as_bytes()) {
+                Ok(()) => {}
+                Err(error) => prop_assert!(error.status_code().is_client_error(), "{error:?}"),
+            }
+            let send = format!(
+                r#"{{"recipients":[{recipient}],"message":{message},"title":{title},"type":{kind},"link":{link},"metadata":{metadata}}}"#
+            );
+            match check_send(send.as_bytes()) {
+                Ok(()) => {}
+                Err(error) => prop_assert!(error.status_code().is_client_error(), "{error:?}"),
+            }
+        }
+    }
+}
