@@ -17,7 +17,7 @@ use actix_ws::{
 };
 use chrono::NaiveDateTime;
 use governor::DefaultKeyedRateLimiter;
-use notify_auth::{AuthError, JwtVerifier};
+use notify_auth::{AuthError, Claims, JwtVerifier};
 use notify_bus::Publisher;
 use notify_protocol::{ChannelNames, Event};
 use notify_store::{DbPool, Notification};
@@ -106,6 +106,8 @@ enum Reply {
     Text(String),
     Refused(FrameError),
     Resume(u64),
+    /// A valid newer token for the same user arrived; it expires then.
+    Refreshed(u64),
 }
 
 /// Why the serving loop ended.
@@ -119,14 +121,14 @@ pub async fn run(
     open: OpenSocket,
     mut session: Session,
     mut stream: AggregatedMessageStream,
-    user: Option<String>,
+    claims: Option<Claims>,
     after: Option<u64>,
 ) {
     let node = open.0.clone();
-    let user = match user {
-        Some(user) => user,
+    let Claims { sub: user, exp, .. } = match claims {
+        Some(claims) => claims,
         None => match Box::pin(authenticate(&node, &mut session, &mut stream)).await {
-            Ok(user) => user,
+            Ok(claims) => claims,
             Err(End::Gone) => return,
             Err(End::Close(code, reason)) => return close(session, code, reason).await,
         },
@@ -179,6 +181,7 @@ pub async fn run(
         &mut stream,
         &mut sent,
         connected_at,
+        exp,
     )
     .await
     {
@@ -206,7 +209,7 @@ async fn authenticate(
     node: &Node,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
-) -> Result<String, End> {
+) -> Result<Claims, End> {
     let deadline = tokio::time::sleep(node.limits.auth_timeout);
     tokio::pin!(deadline);
     loop {
@@ -218,7 +221,7 @@ async fn authenticate(
             Some(Ok(AggregatedMessage::Text(text))) => {
                 return match ClientFrame::parse(&text) {
                     Ok(ClientFrame::Auth { token }) => match node.jwt.verify(&token) {
-                        Ok(claims) => Ok(claims.sub),
+                        Ok(claims) => Ok(claims),
                         Err(AuthError::Expired) => {
                             Err(End::Close(CloseCode::Policy, "token expired"))
                         }
@@ -252,11 +255,16 @@ async fn serve(
     stream: &mut AggregatedMessageStream,
     sent: &mut Sent,
     connected_at: NaiveDateTime,
+    expires: u64,
 ) -> End {
     let limits = &node.limits;
     let mut last_heard = Instant::now();
     let mut invalid_frames = 0u32;
     let mut budget = FrameBudget::new();
+    // The connection does not outlive its token, unless the client sends a
+    // newer one in a `refresh` frame.
+    let expiry = tokio::time::sleep_until(deadline(expires));
+    tokio::pin!(expiry);
     let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
     heartbeat.reset();
@@ -335,6 +343,10 @@ async fn serve(
                         }
                         continue;
                     }
+                    Some(Reply::Refreshed(exp)) => {
+                        expiry.as_mut().reset(deadline(exp));
+                        frames::refreshed(exp)
+                    }
                     Some(Reply::Text(text)) => text,
                     Some(Reply::Refused(error)) => {
                         invalid_frames += 1;
@@ -348,6 +360,7 @@ async fn serve(
                     return End::Gone;
                 }
             }
+            _ = &mut expiry => return End::Close(CloseCode::Policy, "token expired"),
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() >= limits.heartbeat * 2 {
                     return End::Close(CloseCode::Away, "heartbeat timeout");
@@ -358,6 +371,15 @@ async fn serve(
             }
         }
     }
+}
+
+/// When a token expiring at `exp` (Unix seconds) runs out.
+fn deadline(exp: u64) -> tokio::time::Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
 /// Spends one inbound frame from the connection's budget, counting the
@@ -380,6 +402,12 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
             Reply::Refused(FrameError::Invalid("already authenticated".into()))
         }
         ClientFrame::Resume { after } => Reply::Resume(after),
+        ClientFrame::Refresh { token } => match node.jwt.verify(&token) {
+            Ok(claims) if claims.sub == user => Reply::Refreshed(claims.exp),
+            Ok(_) => Reply::Refused(FrameError::Invalid("the token is for another user".into())),
+            Err(AuthError::Expired) => Reply::Refused(FrameError::Invalid("token expired".into())),
+            Err(AuthError::Invalid) => Reply::Refused(FrameError::Invalid("invalid token".into())),
+        },
         ClientFrame::Ack { ids } => {
             if node.acks.record(user, ids) {
                 Reply::Nothing

@@ -26,6 +26,11 @@ pub enum ClientFrame {
     Ack {
         ids: Vec<u64>,
     },
+    /// A newer token for the same user, to keep the connection past the
+    /// current token's expiry.
+    Refresh {
+        token: String,
+    },
 }
 
 /// Why a frame was refused; sent back as an `error` frame.
@@ -99,6 +104,10 @@ impl ClientFrame {
                 Ok(ClientFrame::Auth { token: auth.token })
             }
             Some("ping") => Ok(ClientFrame::Ping),
+            Some("refresh") => {
+                let auth: Auth = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Refresh { token: auth.token })
+            }
             Some("read") => Ok(ClientFrame::Read { ids: ids(text)? }),
             Some("ack") => Ok(ClientFrame::Ack { ids: ids(text)? }),
             Some("read_all") => Ok(ClientFrame::ReadAll),
@@ -137,6 +146,12 @@ pub fn error(code: &str, message: &str) -> String {
 pub fn resumed(count: usize, truncated: bool, oldest: Option<u64>) -> String {
     json!({"type": "resumed", "count": count, "truncated": truncated, "oldest_id": oldest})
         .to_string()
+}
+
+/// The answer to a valid `refresh` frame: the connection now lasts until
+/// `expires_at` (Unix seconds).
+pub fn refreshed(expires_at: u64) -> String {
+    json!({"type": "refreshed", "expires_at": expires_at}).to_string()
 }
 
 /// The id of a `notification` frame, if it is one.

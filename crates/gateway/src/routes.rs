@@ -96,16 +96,16 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         }
     };
     let token = bearer(&req).or(query.token);
-    let user = match token.as_deref().map(|t| node.jwt.verify(t)) {
+    let claims = match token.as_deref().map(|t| node.jwt.verify(t)) {
         None => None,
-        Some(Ok(claims)) => Some(claims.sub),
+        Some(Ok(claims)) => Some(claims),
         Some(Err(AuthError::Expired)) => {
             return unauthorized("token_expired", "token expired");
         }
         Some(Err(AuthError::Invalid)) => return unauthorized("invalid_token", "invalid token"),
     };
-    if let Some(user) = &user {
-        if node.registry.user_connections(user) >= node.limits.max_connections_per_user {
+    if let Some(claims) = &claims {
+        if node.registry.user_connections(&claims.sub) >= node.limits.max_connections_per_user {
             return error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_connections",
@@ -124,7 +124,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         .max_continuation_size(limit);
     // The message stream is not Send: the task stays on this worker thread.
     let open = OpenSocket::new(node.into_inner());
-    rt::spawn(connection::run(open, session, stream, user, after));
+    rt::spawn(connection::run(open, session, stream, claims, after));
     response
 }
 

@@ -199,3 +199,43 @@ async fn get_with_auth(url: &str, auth: &str) -> (u16, serde_json::Value) {
         serde_json::from_slice(&body).unwrap_or_default(),
     )
 }
+
+#[actix_web::test]
+async fn connections_end_with_their_token_unless_refreshed() {
+    let cluster = Cluster::start().await;
+    let g = cluster.gateway().await;
+    let soon = now_secs() + 2;
+    let short = |user: &str| {
+        sign(
+            Algorithm::HS256,
+            JWT_SECRET.as_bytes(),
+            json!({"sub": user, "exp": soon}),
+        )
+    };
+    let (mut tom, _) = WsClient::connect_as(&g.base, &short("tom")).await;
+    let (mut tim, _) = WsClient::connect_as(&g.base, &short("tim")).await;
+
+    // A token for someone else, or an invalid one, does not extend anything.
+    tim.send(&json!({"type": "refresh", "token": token("tom")}).to_string())
+        .await;
+    assert_eq!(tim.text().await["code"], "invalid_frame");
+    tim.send(r#"{"type":"refresh","token":"garbage"}"#).await;
+    assert_eq!(tim.text().await["code"], "invalid_frame");
+    let later = now_secs() + 600;
+    let fresh = sign(
+        Algorithm::HS256,
+        JWT_SECRET.as_bytes(),
+        json!({"sub": "tim", "exp": later}),
+    );
+    tim.send(&json!({"type": "refresh", "token": fresh}).to_string())
+        .await;
+    assert_eq!(
+        tim.text().await,
+        json!({"type": "refreshed", "expires_at": later})
+    );
+
+    assert_eq!(tom.closed().await, (Some(1008), "token expired".into()));
+    // Tim refreshed in time and still receives.
+    let ids = cluster.notify(&["tim"], "still here").await;
+    assert_eq!(tim.notification_id().await, ids[0]);
+}
