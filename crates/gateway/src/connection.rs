@@ -110,6 +110,15 @@ enum Reply {
     Refreshed(u64),
 }
 
+/// Whose connection it is.
+struct Who<'a> {
+    user: &'a str,
+    /// When it was registered: a resync never reaches back before this.
+    connected_at: NaiveDateTime,
+    /// The token's `exp` (Unix seconds).
+    expires: u64,
+}
+
 /// Why the serving loop ended.
 enum End {
     /// The client went away or closed; nothing more to send.
@@ -173,18 +182,12 @@ pub async fn run(
             return;
         }
     }
-    match serve(
-        &node,
-        &user,
-        &outbox,
-        &mut session,
-        &mut stream,
-        &mut sent,
+    let who = Who {
+        user: &user,
         connected_at,
-        exp,
-    )
-    .await
-    {
+        expires: exp,
+    };
+    match serve(&node, who, &outbox, &mut session, &mut stream, &mut sent).await {
         End::Gone => {}
         End::Close(code, reason) => close(session, code, reason).await,
     }
@@ -249,14 +252,17 @@ async fn authenticate(
 
 async fn serve(
     node: &Node,
-    user: &str,
+    who: Who<'_>,
     outbox: &Outbox,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
     sent: &mut Sent,
-    connected_at: NaiveDateTime,
-    expires: u64,
 ) -> End {
+    let Who {
+        user,
+        connected_at,
+        expires,
+    } = who;
     let limits = &node.limits;
     let mut last_heard = Instant::now();
     let mut invalid_frames = 0u32;
