@@ -231,6 +231,38 @@ fn check(name: &str, users: &[&str], sent: &Sent, seen: &[Seen]) {
 
 const USERS: [&str; 4] = ["fa", "fb", "fc", "fd"];
 
+/// Streams `rounds` notifications to the four users while `fault` strikes,
+/// each user following its own list of nodes, and checks that every user
+/// got everything sent to it.
+async fn stream_through(
+    name: &str,
+    cluster: &Cluster,
+    routes: [&[String]; 4],
+    rounds: usize,
+    fault: impl AsyncFnMut(usize),
+) -> [Seen; 4] {
+    let (sent, done) = (Sent::default(), Cell::new(false));
+    let limit = Duration::from_secs(40);
+    let (_, a, b, c, d) = tokio::join!(
+        send_stream(
+            cluster,
+            &USERS,
+            rounds,
+            Duration::from_millis(15),
+            &sent,
+            &done,
+            fault
+        ),
+        follow(routes[0], USERS[0], &sent, &done, limit),
+        follow(routes[1], USERS[1], &sent, &done, limit),
+        follow(routes[2], USERS[2], &sent, &done, limit),
+        follow(routes[3], USERS[3], &sent, &done, limit),
+    );
+    let seen = [a, b, c, d];
+    check(name, &USERS, &sent, &seen);
+    seen
+}
+
 /// 1. kill -9 one of two gateways mid-stream: its clients reconnect to the
 ///    survivor with `after` and nothing is lost.
 #[actix_web::test]
@@ -238,31 +270,20 @@ async fn killing_a_gateway_loses_nothing() {
     let cluster = Cluster::start().await;
     let g1 = GatewayProcess::start(&cluster).await;
     let g2 = GatewayProcess::start(&cluster).await;
-    let (sent, done) = (Sent::default(), Cell::new(false));
     let on_g1 = [g1.base.clone(), g2.base.clone()];
     let on_g2 = [g2.base.clone(), g1.base.clone()];
-    let limit = Duration::from_secs(30);
-    let (_, a, b, c, d) = tokio::join!(
-        send_stream(
-            &cluster,
-            &USERS,
-            100,
-            Duration::from_millis(15),
-            &sent,
-            &done,
-            async |round| {
-                if round == 30 {
-                    g1.signal("-KILL");
-                }
+    let seen = stream_through(
+        "kill -9 a gateway",
+        &cluster,
+        [&on_g1, &on_g1, &on_g2, &on_g2],
+        100,
+        async |round| {
+            if round == 30 {
+                g1.signal("-KILL");
             }
-        ),
-        follow(&on_g1, USERS[0], &sent, &done, limit),
-        follow(&on_g1, USERS[1], &sent, &done, limit),
-        follow(&on_g2, USERS[2], &sent, &done, limit),
-        follow(&on_g2, USERS[3], &sent, &done, limit),
-    );
-    let seen = [a, b, c, d];
-    check("kill -9 a gateway", &USERS, &sent, &seen);
+        },
+    )
+    .await;
     assert!(
         seen[0].connections >= 2 && seen[1].connections >= 2,
         "g1's clients did not reconnect"
@@ -276,33 +297,22 @@ async fn restarting_redis_loses_nothing() {
     let mut redis = RedisServer::start().await;
     let cluster = Cluster::start_on(redis.url()).await;
     let g = GatewayProcess::start(&cluster).await;
-    let (sent, done) = (Sent::default(), Cell::new(false));
-    let bases = [g.base.clone()];
-    let limit = Duration::from_secs(40);
-    let (_, a, b, c, d) = tokio::join!(
-        send_stream(
-            &cluster,
-            &USERS,
-            80,
-            Duration::from_millis(15),
-            &sent,
-            &done,
-            async |round| {
-                if round == 20 {
-                    redis.stop();
-                }
-                if round == 40 {
-                    redis.restart().await;
-                }
+    let only = [g.base.clone()];
+    let seen = stream_through(
+        "restart Redis",
+        &cluster,
+        [&only, &only, &only, &only],
+        80,
+        async |round| {
+            if round == 20 {
+                redis.stop();
             }
-        ),
-        follow(&bases, USERS[0], &sent, &done, limit),
-        follow(&bases, USERS[1], &sent, &done, limit),
-        follow(&bases, USERS[2], &sent, &done, limit),
-        follow(&bases, USERS[3], &sent, &done, limit),
-    );
-    let seen = [a, b, c, d];
-    check("restart Redis", &USERS, &sent, &seen);
+            if round == 40 {
+                redis.restart().await;
+            }
+        },
+    )
+    .await;
     // Connections stayed up through the outage.
     assert!(seen.iter().all(|s| s.connections == 1), "{seen:?}");
 }
@@ -361,33 +371,19 @@ async fn draining_a_gateway_loses_nothing() {
     let cluster = Cluster::start().await;
     let mut g1 = GatewayProcess::start(&cluster).await;
     let g2 = GatewayProcess::start(&cluster).await;
-    let (sent, done) = (Sent::default(), Cell::new(false));
     let on_g1 = [g1.base.clone(), g2.base.clone()];
-    let limit = Duration::from_secs(30);
-    let mut terminated = false;
-    let (_, a, b, c, d) = tokio::join!(
-        send_stream(
-            &cluster,
-            &USERS,
-            100,
-            Duration::from_millis(15),
-            &sent,
-            &done,
-            async |round| {
-                if round == 30 {
-                    g1.signal("-TERM");
-                    terminated = true;
-                }
+    let seen = stream_through(
+        "SIGTERM drain",
+        &cluster,
+        [&on_g1, &on_g1, &on_g1, &on_g1],
+        100,
+        async |round| {
+            if round == 30 {
+                g1.signal("-TERM");
             }
-        ),
-        follow(&on_g1, USERS[0], &sent, &done, limit),
-        follow(&on_g1, USERS[1], &sent, &done, limit),
-        follow(&on_g1, USERS[2], &sent, &done, limit),
-        follow(&on_g1, USERS[3], &sent, &done, limit),
-    );
-    assert!(terminated);
-    let seen = [a, b, c, d];
-    check("SIGTERM drain", &USERS, &sent, &seen);
+        },
+    )
+    .await;
     for s in &seen {
         assert_eq!(s.closes.first(), Some(&Some(1012)), "{s:?}");
     }
