@@ -109,7 +109,9 @@ type Sent = RefCell<HashMap<String, Vec<u64>>>;
 
 /// A client of `user` that reconnects on any close, trying `bases` in turn,
 /// with `after` = the highest id it has, until the sender is done and it
-/// has every id sent to it (or `limit` passes).
+/// has every id sent to it (or `limit` passes). Its first connection asks
+/// for everything stored (`after=0`): it starts while the sender already
+/// runs, and a fresh client without `after` only gets live events.
 async fn follow(
     bases: &[String],
     user: &str,
@@ -130,13 +132,8 @@ async fn follow(
     while !finished(&seen) && started.elapsed() < limit {
         let base = &bases[attempt % bases.len()];
         attempt += 1;
-        let after = seen
-            .ids
-            .iter()
-            .max()
-            .map(|a| format!("&after={a}"))
-            .unwrap_or_default();
-        let url = format!("{base}/ws?token={}{after}", token(user));
+        let after = seen.ids.iter().max().copied().unwrap_or(0);
+        let url = format!("{base}/ws?token={}&after={after}", token(user));
         let Ok(mut client) = WsClient::connect(&url, &[]).await else {
             // Refused (node gone or draining): back off a little, try the next.
             tokio::time::sleep(Duration::from_millis(50)).await;
