@@ -4,6 +4,7 @@
 //! read back the port the OS chose.
 
 use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -89,6 +90,14 @@ impl Application {
             loop {
                 tick.tick().await;
                 pruned.limits.prune();
+                let stats = pruned.publisher.stats();
+                tracing::info!(
+                    published = stats.published.load(Ordering::Relaxed),
+                    retried = stats.retried.load(Ordering::Relaxed),
+                    failed = stats.failed.load(Ordering::Relaxed),
+                    dropped = stats.dropped.load(Ordering::Relaxed),
+                    "publish stats"
+                );
             }
         });
 

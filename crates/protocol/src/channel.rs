@@ -18,10 +18,6 @@ impl ChannelNames {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The channel carrying every event for `user_id`.
     pub fn user(&self, user_id: &str) -> String {
         let mut name = String::with_capacity(self.prefix.len() + 5 + user_id.len());

@@ -103,15 +103,6 @@ impl TestDb {
             .unwrap()
             .n
     }
-
-    /// Creates the database and applies the migrations.
-    pub async fn migrated() -> TestDb {
-        let db = Self::create().await;
-        notify_store::migrate::run_pending(&db.url)
-            .await
-            .expect("migrate test database");
-        db
-    }
 }
 
 impl Drop for TestDb {
