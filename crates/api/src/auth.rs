@@ -1,12 +1,13 @@
 //! Request authentication: API keys for servers, JWTs for users.
 
-use std::future::{ready, Ready};
-
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use notify_auth::ApiKeyId;
+use notify_bus::revocation;
 
 use crate::error::ApiError;
+use crate::signed::{Once, Signed};
 use crate::state::AppState;
 
 /// The user a JWT in `Authorization: Bearer` names.
@@ -14,21 +15,39 @@ pub struct AuthUser(pub String);
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate_user(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate_user(&req).await })
     }
 }
 
-fn authenticate_user(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+async fn authenticate_user(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let state = app_state(req)?;
     let token = bearer(req.headers()).ok_or(ApiError::MissingCredentials(
         "send a user token as Authorization: Bearer <jwt>",
     ))?;
-    let user = state.jwt.verify(token)?.sub;
-    state.limits.check_user(&user)?;
-    Ok(AuthUser(user))
+    let claims = state.jwt.verify(token).await?;
+    state.limits.check_user(&claims.sub)?;
+    let revoked = revocation::check(
+        &state.redis,
+        &state.channels,
+        &claims.sub,
+        claims.jti.as_deref(),
+        claims.iat,
+    )
+    .await;
+    match revoked {
+        Ok(None) => Ok(AuthUser(claims.sub)),
+        Ok(Some(_)) => Err(ApiError::TokenRevoked),
+        // As on the gateways: Redis being away does not lock users out of
+        // their feed; no revocation can be recorded meanwhile either.
+        Err(error) => {
+            tracing::warn!(%error, "could not check token revocations");
+            Ok(AuthUser(claims.sub))
+        }
+    }
 }
 
 /// The API key from `Authorization: Bearer` or `X-Api-Key`, if either header
@@ -58,6 +77,58 @@ pub fn require_api_key(req: &HttpRequest, state: &AppState) -> Result<ApiKeyId, 
     ))?;
     state.limits.check_key(&key.0)?;
     Ok(key)
+}
+
+/// How a sending server proves who it is: an API key in the headers (checked
+/// before the body is read), a Standard Webhooks signature (checked against
+/// the body once read), or, on the webhook route only, an API key in the
+/// body.
+pub enum Credentials {
+    Key(ApiKeyId),
+    Signed(Signed),
+    Absent,
+}
+
+impl Credentials {
+    pub fn from_headers(req: &HttpRequest, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(signed) = Signed::from_headers(req)? {
+            return Ok(Credentials::Signed(signed));
+        }
+        Ok(match api_key_from_headers(req, state)? {
+            Some(key) => Credentials::Key(key),
+            None => Credentials::Absent,
+        })
+    }
+
+    /// The sender, once the body is known, after its rate limit; for a
+    /// signed request also the claim on its `webhook-id`.
+    pub fn identify(
+        self,
+        state: &AppState,
+        body: &[u8],
+        body_key: Option<&str>,
+    ) -> Result<(ApiKeyId, Option<Once>), ApiError> {
+        let (sender, once) = match self {
+            Credentials::Key(key) => (key, None),
+            Credentials::Signed(signed) => {
+                let (sender, once) = signed.verify(state, body)?;
+                (sender, Some(once))
+            }
+            Credentials::Absent => match body_key {
+                Some(key) => (
+                    state.api_keys.verify(key).ok_or(ApiError::InvalidApiKey)?,
+                    None,
+                ),
+                None => {
+                    return Err(ApiError::MissingCredentials(
+                        "send an API key as Authorization: Bearer <key> or X-Api-Key, or sign the request with webhook-id, webhook-timestamp and webhook-signature",
+                    ))
+                }
+            },
+        };
+        state.limits.check_key(&sender.0)?;
+        Ok((sender, once))
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

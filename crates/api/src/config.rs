@@ -4,10 +4,16 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | required | `mysql://user:pass@host:3306/db` |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis used to publish events |
-//! | `JWT_SECRET` | required | HS256 secret that signs user tokens |
+//! | `JWT_SECRET` | required unless one below is set | HS256 secret that signs user tokens |
+//! | `JWT_PUBLIC_KEY_FILE` / `JWT_ALGORITHM` | unset / `RS256` | verify tokens with this PEM public key (RS256, ES256, ...) instead |
+//! | `JWT_JWKS` | unset | verify tokens with the keys of this JWKS file or `http(s)://` URL instead |
+//! | `JWT_JWKS_MIN_REFRESH_SECS` / `JWT_JWKS_MAX_AGE_SECS` | `30` / `3600` | refetch the JWKS on an unknown `kid` at most this often / when older than this |
 //! | `JWT_ISSUER` | unset | when set, tokens must carry this `iss` |
 //! | `JWT_AUDIENCE` | unset | when set, tokens must carry this `aud` |
-//! | `WEBHOOK_API_KEYS` | required | comma-separated keys for server-to-server calls |
+//! | `WEBHOOK_API_KEYS` | required unless signing secrets are set | comma-separated keys for server-to-server calls |
+//! | `WEBHOOK_SIGNING_SECRETS` | unset | `name=whsec_<base64>` entries (comma or space separated; a name may repeat while rotating) for Standard Webhooks signatures |
+//! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest lifetime of a user token; a user disconnect refuses that user's older tokens for this long |
+//! | `CORS_ALLOWED_ORIGINS` | unset | comma-separated origins whose browsers may call the feed endpoints; none when unset |
 //! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |
 //! | `API_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `16` | MySQL connections per process |
@@ -25,7 +31,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
-use notify_auth::{ApiKeys, JwtConfig};
+use notify_auth::{ApiKeys, JwtConfig, WebhookSecrets};
 
 use crate::limits::Rate;
 use notify_service::settings::{jwt_config, optional, parsed, required};
@@ -36,6 +42,11 @@ pub struct Config {
     pub redis_url: String,
     pub jwt: JwtConfig,
     pub api_keys: ApiKeys,
+    pub webhook_secrets: WebhookSecrets,
+    /// How long a user disconnect refuses the user's earlier tokens.
+    pub token_max_lifetime: Duration,
+    /// Origins allowed to call from a browser (CORS); empty: none.
+    pub cors_origins: Vec<String>,
     pub addr: SocketAddr,
     pub workers: Option<usize>,
     pub database_pool_size: usize,
@@ -50,15 +61,23 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        let api_keys = ApiKeys::parse(&required("WEBHOOK_API_KEYS")?);
-        if api_keys.is_empty() {
-            bail!("WEBHOOK_API_KEYS must list at least one key");
+        let api_keys = ApiKeys::parse(&optional("WEBHOOK_API_KEYS").unwrap_or_default());
+        let webhook_secrets =
+            WebhookSecrets::parse(&optional("WEBHOOK_SIGNING_SECRETS").unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("invalid WEBHOOK_SIGNING_SECRETS: {e}"))?;
+        if api_keys.is_empty() && webhook_secrets.is_empty() {
+            bail!("missing required setting WEBHOOK_API_KEYS (or WEBHOOK_SIGNING_SECRETS)");
         }
         Ok(Self {
             database_url: required("DATABASE_URL")?,
             redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             jwt: jwt_config()?,
             api_keys,
+            webhook_secrets,
+            token_max_lifetime: Duration::from_secs(
+                parsed("TOKEN_MAX_LIFETIME_SECS")?.unwrap_or(86_400),
+            ),
+            cors_origins: cors_origins(&optional("CORS_ALLOWED_ORIGINS").unwrap_or_default())?,
             addr: parsed("API_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
             workers: parsed("API_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(16),
@@ -77,4 +96,23 @@ impl Config {
             },
         })
     }
+}
+
+/// Origins like `https://app.example.com`; a wildcard or a URL with a path
+/// is refused, since either would allow more than was meant.
+fn cors_origins(list: &str) -> anyhow::Result<Vec<String>> {
+    list.split(',')
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let uri: actix_web::http::Uri = origin
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid CORS_ALLOWED_ORIGINS entry {origin}"))?;
+            let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+            if !scheme_ok || uri.host().is_none() || !matches!(uri.path(), "" | "/") {
+                bail!("CORS_ALLOWED_ORIGINS entries are origins like https://app.example.com, not {origin}");
+            }
+            Ok(origin.to_owned())
+        })
+        .collect()
 }

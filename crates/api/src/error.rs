@@ -41,6 +41,16 @@ pub enum ApiError {
     InvalidToken,
     #[error("token expired")]
     TokenExpired,
+    #[error("token revoked")]
+    TokenRevoked,
+    #[error("{0}")]
+    InvalidSignature(&'static str),
+    #[error("webhook-timestamp must be Unix seconds within 300 s of the server's clock")]
+    InvalidWebhookTimestamp,
+    #[error("webhook-id must be 1 to 255 visible ASCII characters")]
+    InvalidWebhookId,
+    #[error("a webhook with this webhook-id was already accepted")]
+    WebhookReplayed,
     #[error("not found")]
     NotFound,
     #[error("too many requests, retry in {0} s")]
@@ -68,6 +78,11 @@ impl ApiError {
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::InvalidToken => "invalid_token",
             ApiError::TokenExpired => "token_expired",
+            ApiError::TokenRevoked => "token_revoked",
+            ApiError::InvalidSignature(_) => "invalid_signature",
+            ApiError::InvalidWebhookTimestamp => "invalid_webhook_timestamp",
+            ApiError::InvalidWebhookId => "invalid_webhook_id",
+            ApiError::WebhookReplayed => "webhook_replayed",
             ApiError::NotFound => "not_found",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "service_unavailable",
@@ -85,14 +100,18 @@ impl ResponseError for ApiError {
             | ApiError::TooManyRecipients(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidId
+            | ApiError::InvalidWebhookId
             | ApiError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
+            ApiError::IdempotencyInProgress | ApiError::WebhookReplayed => StatusCode::CONFLICT,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MissingCredentials(_)
             | ApiError::InvalidApiKey
             | ApiError::InvalidToken
-            | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
+            | ApiError::TokenExpired
+            | ApiError::TokenRevoked
+            | ApiError::InvalidSignature(_)
+            | ApiError::InvalidWebhookTimestamp => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,7 +131,8 @@ impl ResponseError for ApiError {
             ApiError::MissingCredentials(_)
             | ApiError::InvalidApiKey
             | ApiError::InvalidToken
-            | ApiError::TokenExpired => {
+            | ApiError::TokenExpired
+            | ApiError::TokenRevoked => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             _ => {}

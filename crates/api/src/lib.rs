@@ -9,8 +9,17 @@ pub mod error;
 pub mod limits;
 pub mod outbox;
 pub mod routes;
+pub mod signed;
 pub mod startup;
 pub mod state;
 
 pub use config::Config;
 pub use startup::Application;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

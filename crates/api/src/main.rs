@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use notify_api::{Application, Config};
-use notify_auth::{jwt::sign_hs256, Claims};
+use notify_auth::{jwt::sign_hs256, Claims, JwtKey};
 use notify_service::{settings, telemetry};
 
 #[actix_web::main]
@@ -50,12 +50,16 @@ async fn run() -> anyhow::Result<()> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
+            let JwtKey::Secret(secret) = &jwt.key else {
+                bail!("the token command signs HS256 tokens only: set JWT_SECRET");
+            };
             let claims = Claims {
                 sub: user.clone(),
                 exp: now + ttl,
-                jti: None,
+                iat: Some(now),
+                jti: Some(format!("{:032x}", rand::random::<u128>())),
             };
-            println!("{}", sign_hs256(&jwt.secret, &claims)?);
+            println!("{}", sign_hs256(secret, &claims)?);
             Ok(())
         }
         Some(other) => {

@@ -7,7 +7,10 @@ use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::http::header;
+use actix_web::middleware::Condition;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use notify_auth::JwtVerifier;
@@ -80,8 +83,10 @@ impl Application {
             redis,
             publisher,
             channels,
-            jwt: JwtVerifier::new(&config.jwt),
+            jwt: JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?,
             api_keys: config.api_keys.clone(),
+            webhook_secrets: config.webhook_secrets.clone(),
+            token_max_lifetime: config.token_max_lifetime,
             limits: Limits::new(config.per_key, config.per_user),
         });
         let pruned = state.clone();
@@ -104,8 +109,13 @@ impl Application {
         let listener =
             TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         let port = listener.local_addr()?.port();
+        let cors_origins = config.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(Condition::new(
+                    !cors_origins.is_empty(),
+                    cors(&cors_origins),
+                ))
                 .wrap(notify_service::http::security_headers())
                 .app_data(state.clone())
                 .configure(routes::configure)
@@ -145,4 +155,19 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Browsers on these origins may call the api (the feed endpoints, with a
+/// user token); every other origin gets no CORS headers.
+fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(3600)
 }

@@ -1,6 +1,6 @@
 //! What every request handler shares.
 
-use notify_auth::{ApiKeys, JwtVerifier};
+use notify_auth::{ApiKeys, JwtVerifier, WebhookSecrets};
 
 use crate::batcher::Batcher;
 use crate::limits::Limits;
@@ -16,6 +16,8 @@ pub struct AppState {
     pub channels: ChannelNames,
     pub jwt: JwtVerifier,
     pub api_keys: ApiKeys,
+    pub webhook_secrets: WebhookSecrets,
+    pub token_max_lifetime: std::time::Duration,
     pub limits: Limits,
 }
 

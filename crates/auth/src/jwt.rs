@@ -1,13 +1,22 @@
 //! Verification of the JWTs that identify end users.
 //!
-//! The algorithm is pinned (HS256 with a shared secret), so `alg: none` and
-//! algorithm-confusion tokens are refused before any signature check. `exp`
-//! is required; `iss` and `aud` are checked when configured.
+//! Keys are HS256 with a shared secret (the default), one RS256/ES256 public
+//! key in PEM, or a JWKS document from an identity provider. Whatever the
+//! source, the algorithm a token may use is fixed by the key, never by the
+//! token: `alg: none` and algorithm-confusion tokens (HS256 signed with an
+//! RSA public key as the secret) are refused before any signature check.
+//! `exp` and `sub` are required, `nbf` is honoured, and `iss` and `aud` are
+//! checked when configured.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::{
     decode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::jwks::Jwks;
 
 /// The user id (`sub`) longer than this is refused: it becomes a column value
 /// and a Redis channel name.
@@ -18,6 +27,10 @@ pub const MAX_USER_ID_LEN: usize = 191;
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
+    /// Issued at; a user disconnect refuses tokens issued before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// The token's id, by which it can be revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
 }
@@ -32,57 +45,172 @@ pub enum AuthError {
     Invalid,
 }
 
-#[derive(Clone)]
+/// Where the keys that sign user tokens come from.
+#[derive(Clone, Debug)]
+pub enum JwtKey {
+    /// HS256 with a shared secret.
+    Secret(Vec<u8>),
+    /// One public key in PEM, for RS256 or ES256.
+    PublicKey { algorithm: Algorithm, pem: Vec<u8> },
+    /// A JWKS document: a file path or an `http(s)://` URL. It is fetched
+    /// when first needed, again when a token names an unknown `kid` (at most
+    /// once per `min_refresh`), and when older than `max_age`.
+    Jwks {
+        location: String,
+        min_refresh: Duration,
+        max_age: Duration,
+    },
+}
+
+#[derive(Clone, Debug)]
 pub struct JwtConfig {
-    pub secret: Vec<u8>,
+    pub key: JwtKey,
     pub issuer: Option<String>,
     pub audience: Option<String>,
 }
 
+impl JwtConfig {
+    /// HS256 with `secret`, no issuer or audience.
+    pub fn hs256(secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: JwtKey::Secret(secret.into()),
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+/// Algorithms a public key may be used with.
+pub const ASYMMETRIC: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+enum Keys {
+    Static {
+        key: DecodingKey,
+        validation: Validation,
+    },
+    Jwks(Jwks),
+}
+
+/// Cheap to clone; clones share the JWKS cache.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Arc<Keys>,
+    /// Checks shared by every algorithm; the algorithm is set per key.
+    base: Arc<Validation>,
 }
 
 impl JwtVerifier {
-    pub fn new(config: &JwtConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.validate_nbf = true;
-        let mut required = vec!["exp", "sub"];
-        match &config.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                required.push("aud");
+    pub fn new(config: &JwtConfig) -> Result<Self, String> {
+        let base = base_validation(config);
+        let keys = match &config.key {
+            JwtKey::Secret(secret) => Keys::Static {
+                key: DecodingKey::from_secret(secret),
+                validation: with_algorithm(&base, Algorithm::HS256),
+            },
+            JwtKey::PublicKey { algorithm, pem } => {
+                let key = match algorithm {
+                    Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
+                    a if ASYMMETRIC.contains(a) => DecodingKey::from_rsa_pem(pem),
+                    other => return Err(format!("{other:?} is not a public-key algorithm")),
+                }
+                .map_err(|e| format!("invalid {algorithm:?} public key: {e}"))?;
+                Keys::Static {
+                    key,
+                    validation: with_algorithm(&base, *algorithm),
+                }
             }
-            // Without a configured audience the library would refuse every
-            // token that carries `aud`; identity providers often add one.
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &config.issuer {
-            validation.set_issuer(&[iss]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
-        Self {
-            key: DecodingKey::from_secret(&config.secret),
-            validation,
+            JwtKey::Jwks {
+                location,
+                min_refresh,
+                max_age,
+            } => Keys::Jwks(Jwks::new(location.clone(), *min_refresh, *max_age)?),
+        };
+        Ok(Self {
+            keys: Arc::new(keys),
+            base: Arc::new(base),
+        })
+    }
+
+    /// Fetches the JWKS document now, if keys come from one, so the first
+    /// connections do not wait for it.
+    pub async fn prefetch(&self) -> Result<(), String> {
+        match &*self.keys {
+            Keys::Jwks(jwks) => jwks.refresh().await,
+            Keys::Static { .. } => Ok(()),
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            })?;
-        let sub = &data.claims.sub;
-        if !valid_user_id(sub) {
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = match &*self.keys {
+            Keys::Static { key, validation } => decode_with(token, key, validation)?,
+            Keys::Jwks(jwks) => {
+                let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+                let (key, algorithm) = jwks
+                    .key(header.kid.as_deref())
+                    .await
+                    .ok_or(AuthError::Invalid)?;
+                // The key decides the algorithm; a token claiming another
+                // one is refused.
+                if header.alg != algorithm {
+                    return Err(AuthError::Invalid);
+                }
+                decode_with(token, &key, &with_algorithm(&self.base, algorithm))?
+            }
+        };
+        if !valid_user_id(&claims.sub) {
             return Err(AuthError::Invalid);
         }
-        Ok(data.claims)
+        Ok(claims)
     }
+}
+
+fn base_validation(config: &JwtConfig) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    match &config.audience {
+        Some(aud) => {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        // Without a configured audience the library would refuse every
+        // token that carries `aud`; identity providers often add one.
+        None => validation.validate_aud = false,
+    }
+    if let Some(iss) = &config.issuer {
+        validation.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
+fn with_algorithm(base: &Validation, algorithm: Algorithm) -> Validation {
+    let mut validation = base.clone();
+    validation.algorithms = vec![algorithm];
+    validation
+}
+
+fn decode_with(
+    token: &str,
+    key: &DecodingKey,
+    validation: &Validation,
+) -> Result<Claims, AuthError> {
+    decode::<Claims>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })
 }
 
 /// A user id is 1..=191 characters, with no control characters and no
@@ -106,7 +234,18 @@ pub fn sign_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+
     use super::*;
+
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../testkit/keys/rsa-private.pem");
+    const RSA_PUBLIC: &[u8] = include_bytes!("../../testkit/keys/rsa-public.pem");
+    const RSA_OTHER: &[u8] = include_bytes!("../../testkit/keys/rsa-other-private.pem");
+    const EC_PRIVATE: &[u8] = include_bytes!("../../testkit/keys/ec-private.pem");
+    const EC_PUBLIC: &[u8] = include_bytes!("../../testkit/keys/ec-public.pem");
 
     fn now() -> u64 {
         std::time::SystemTime::now()
@@ -116,65 +255,95 @@ mod tests {
     }
 
     fn verifier() -> JwtVerifier {
-        JwtVerifier::new(&JwtConfig {
-            secret: b"secret".to_vec(),
-            issuer: None,
-            audience: None,
-        })
+        JwtVerifier::new(&JwtConfig::hs256(b"secret".to_vec())).unwrap()
     }
 
     fn claims(sub: &str, exp: u64) -> Claims {
         Claims {
             sub: sub.into(),
             exp,
+            iat: None,
             jti: None,
         }
     }
 
-    #[test]
-    fn accepts_valid_token() {
-        let token = sign_hs256(b"secret", &claims("alice", now() + 60)).unwrap();
-        assert_eq!(verifier().verify(&token).unwrap().sub, "alice");
+    fn sign_with(
+        alg: Algorithm,
+        kid: Option<&str>,
+        key: &EncodingKey,
+        claims: &serde_json::Value,
+    ) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, key).unwrap()
     }
 
-    #[test]
-    fn refuses_expired_forged_and_unsigned() {
+    fn good_claims() -> serde_json::Value {
+        serde_json::json!({"sub": "alice", "exp": now() + 600})
+    }
+
+    fn public_key(algorithm: Algorithm, pem: &[u8]) -> JwtVerifier {
+        JwtVerifier::new(&JwtConfig {
+            key: JwtKey::PublicKey {
+                algorithm,
+                pem: pem.to_vec(),
+            },
+            issuer: None,
+            audience: None,
+        })
+        .unwrap()
+    }
+
+    #[actix_web::test]
+    async fn accepts_valid_token() {
+        let token = sign_hs256(b"secret", &claims("alice", now() + 60)).unwrap();
+        assert_eq!(verifier().verify(&token).await.unwrap().sub, "alice");
+    }
+
+    #[actix_web::test]
+    async fn refuses_expired_forged_and_unsigned() {
         let v = verifier();
         let expired = sign_hs256(b"secret", &claims("alice", now() - 3600)).unwrap();
-        assert_eq!(v.verify(&expired).unwrap_err(), AuthError::Expired);
+        assert_eq!(v.verify(&expired).await.unwrap_err(), AuthError::Expired);
         let forged = sign_hs256(b"other", &claims("alice", now() + 60)).unwrap();
-        assert_eq!(v.verify(&forged).unwrap_err(), AuthError::Invalid);
+        assert_eq!(v.verify(&forged).await.unwrap_err(), AuthError::Invalid);
         // alg: none, unsigned
         let none =
             "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
-        assert_eq!(v.verify(none).unwrap_err(), AuthError::Invalid);
-        assert_eq!(v.verify("garbage").unwrap_err(), AuthError::Invalid);
+        assert_eq!(v.verify(none).await.unwrap_err(), AuthError::Invalid);
+        assert_eq!(v.verify("garbage").await.unwrap_err(), AuthError::Invalid);
+        let no_sub = sign_with(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(b"secret"),
+            &serde_json::json!({"exp": now() + 60}),
+        );
+        assert_eq!(v.verify(&no_sub).await.unwrap_err(), AuthError::Invalid);
     }
 
-    #[test]
-    fn refuses_bad_subjects() {
+    #[actix_web::test]
+    async fn refuses_bad_subjects() {
         let v = verifier();
         for sub in ["", " alice", "a\nb", &"x".repeat(192)] {
             let token = sign_hs256(b"secret", &claims(sub, now() + 60)).unwrap();
-            assert_eq!(v.verify(&token).unwrap_err(), AuthError::Invalid, "{sub:?}");
+            assert_eq!(
+                v.verify(&token).await.unwrap_err(),
+                AuthError::Invalid,
+                "{sub:?}"
+            );
         }
     }
 
-    #[test]
-    fn checks_audience_when_configured() {
+    #[actix_web::test]
+    async fn checks_audience_when_configured() {
         let v = JwtVerifier::new(&JwtConfig {
-            secret: b"secret".to_vec(),
             issuer: Some("idp".into()),
             audience: Some("notify".into()),
-        });
-        let sign = |claims: serde_json::Value| {
-            jsonwebtoken::encode(
-                &Header::new(Algorithm::HS256),
-                &claims,
-                &EncodingKey::from_secret(b"secret"),
-            )
-            .unwrap()
-        };
+            ..JwtConfig::hs256(b"secret".to_vec())
+        })
+        .unwrap();
+        let key = EncodingKey::from_secret(b"secret");
+        let sign = |claims: &serde_json::Value| sign_with(Algorithm::HS256, None, &key, claims);
         let exp = now() + 60;
         for refused in [
             serde_json::json!({"sub": "a", "exp": exp}),
@@ -183,34 +352,273 @@ mod tests {
             serde_json::json!({"sub": "a", "exp": exp, "iss": "evil", "aud": "notify"}),
         ] {
             assert_eq!(
-                v.verify(&sign(refused.clone())).unwrap_err(),
+                v.verify(&sign(&refused)).await.unwrap_err(),
                 AuthError::Invalid,
                 "{refused}"
             );
         }
-        let good = sign(serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "aud": "notify"}));
-        assert_eq!(v.verify(&good).unwrap().sub, "a");
+        let good =
+            sign(&serde_json::json!({"sub": "a", "exp": exp, "iss": "idp", "aud": "notify"}));
+        assert_eq!(v.verify(&good).await.unwrap().sub, "a");
     }
 
-    #[test]
-    fn checks_not_before() {
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
+    #[actix_web::test]
+    async fn checks_not_before() {
+        let token = sign_with(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(b"secret"),
             &serde_json::json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300}),
-            &EncodingKey::from_secret(b"secret"),
-        )
-        .unwrap();
-        assert_eq!(verifier().verify(&token).unwrap_err(), AuthError::Invalid);
+        );
+        assert_eq!(
+            verifier().verify(&token).await.unwrap_err(),
+            AuthError::Invalid
+        );
     }
 
-    #[test]
-    fn ignores_audience_when_not_configured() {
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &serde_json::json!({"sub": "a", "exp": now() + 600, "aud": "anything"}),
+    #[actix_web::test]
+    async fn ignores_audience_when_not_configured() {
+        let token = sign_with(
+            Algorithm::HS256,
+            None,
             &EncodingKey::from_secret(b"secret"),
+            &serde_json::json!({"sub": "a", "exp": now() + 600, "aud": "anything"}),
+        );
+        assert_eq!(verifier().verify(&token).await.unwrap().sub, "a");
+    }
+
+    #[actix_web::test]
+    async fn verifies_rs256_and_es256_public_keys() {
+        let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+        let ec = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+        let rs_verifier = public_key(Algorithm::RS256, RSA_PUBLIC);
+        let es_verifier = public_key(Algorithm::ES256, EC_PUBLIC);
+        let rs = sign_with(Algorithm::RS256, None, &rsa, &good_claims());
+        let es = sign_with(Algorithm::ES256, None, &ec, &good_claims());
+        assert_eq!(rs_verifier.verify(&rs).await.unwrap().sub, "alice");
+        assert_eq!(es_verifier.verify(&es).await.unwrap().sub, "alice");
+        // Wrong key, wrong family.
+        assert!(rs_verifier.verify(&es).await.is_err());
+        assert!(es_verifier.verify(&rs).await.is_err());
+        let other = EncodingKey::from_rsa_pem(RSA_OTHER).unwrap();
+        let forged = sign_with(Algorithm::RS256, None, &other, &good_claims());
+        assert_eq!(
+            rs_verifier.verify(&forged).await.unwrap_err(),
+            AuthError::Invalid
+        );
+        // Right key, another RSA algorithm than the configured one.
+        let rs512 = sign_with(Algorithm::RS512, None, &rsa, &good_claims());
+        assert_eq!(
+            rs_verifier.verify(&rs512).await.unwrap_err(),
+            AuthError::Invalid
+        );
+        assert!(JwtVerifier::new(&JwtConfig {
+            key: JwtKey::PublicKey {
+                algorithm: Algorithm::RS256,
+                pem: b"not a key".to_vec()
+            },
+            issuer: None,
+            audience: None,
+        })
+        .is_err());
+    }
+
+    #[actix_web::test]
+    async fn refuses_hs256_signed_with_the_public_key() {
+        // The classic confusion: the attacker knows the public key and uses
+        // it as an HMAC secret.
+        let confused = sign_with(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(RSA_PUBLIC),
+            &good_claims(),
+        );
+        let v = public_key(Algorithm::RS256, RSA_PUBLIC);
+        assert_eq!(v.verify(&confused).await.unwrap_err(), AuthError::Invalid);
+        let jwks = jwks_file(&[(RSA_PRIVATE, "k1")]);
+        let v = jwks_verifier(jwks.path().to_str().unwrap(), Duration::ZERO);
+        let confused = sign_with(
+            Algorithm::HS256,
+            Some("k1"),
+            &EncodingKey::from_secret(RSA_PUBLIC),
+            &good_claims(),
+        );
+        assert_eq!(v.verify(&confused).await.unwrap_err(), AuthError::Invalid);
+    }
+
+    fn jwk(private_pem: &[u8], kid: &str) -> Jwk {
+        let key = EncodingKey::from_rsa_pem(private_pem).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        jwk
+    }
+
+    fn document(keys: &[(&[u8], &str)]) -> String {
+        serde_json::to_string(&JwkSet {
+            keys: keys.iter().map(|(pem, kid)| jwk(pem, kid)).collect(),
+        })
+        .unwrap()
+    }
+
+    struct TempFile(std::path::PathBuf);
+    impl TempFile {
+        fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn jwks_file(keys: &[(&[u8], &str)]) -> TempFile {
+        let path = std::env::temp_dir().join(format!("jwks-{}.json", rand_suffix()));
+        std::fs::write(&path, document(keys)).unwrap();
+        TempFile(path)
+    }
+
+    fn rand_suffix() -> String {
+        format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
+    }
+
+    fn jwks_verifier(location: &str, min_refresh: Duration) -> JwtVerifier {
+        JwtVerifier::new(&JwtConfig {
+            key: JwtKey::Jwks {
+                location: location.into(),
+                min_refresh,
+                max_age: Duration::from_secs(3600),
+            },
+            issuer: None,
+            audience: None,
+        })
+        .unwrap()
+    }
+
+    #[actix_web::test]
+    async fn jwks_file_selects_the_key_by_kid() {
+        let file = jwks_file(&[(RSA_PRIVATE, "k1"), (RSA_OTHER, "k2")]);
+        let v = jwks_verifier(file.path().to_str().unwrap(), Duration::ZERO);
+        let k1 = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+        let k2 = EncodingKey::from_rsa_pem(RSA_OTHER).unwrap();
+        let t1 = sign_with(Algorithm::RS256, Some("k1"), &k1, &good_claims());
+        let t2 = sign_with(Algorithm::RS256, Some("k2"), &k2, &good_claims());
+        assert_eq!(v.verify(&t1).await.unwrap().sub, "alice");
+        assert_eq!(v.verify(&t2).await.unwrap().sub, "alice");
+        // Signed by k2's key but naming k1; unknown kid; no kid with two keys.
+        let wrong = sign_with(Algorithm::RS256, Some("k1"), &k2, &good_claims());
+        assert_eq!(v.verify(&wrong).await.unwrap_err(), AuthError::Invalid);
+        let unknown = sign_with(Algorithm::RS256, Some("k9"), &k1, &good_claims());
+        assert_eq!(v.verify(&unknown).await.unwrap_err(), AuthError::Invalid);
+        let no_kid = sign_with(Algorithm::RS256, None, &k1, &good_claims());
+        assert_eq!(v.verify(&no_kid).await.unwrap_err(), AuthError::Invalid);
+    }
+
+    /// A JWKS endpoint whose document can be replaced and which counts how
+    /// often it is fetched.
+    struct JwksServer {
+        url: String,
+        document: Arc<Mutex<String>>,
+        fetches: Arc<AtomicUsize>,
+        handle: actix_web::dev::ServerHandle,
+    }
+
+    async fn jwks_server(document: String) -> JwksServer {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let shared = Arc::new(Mutex::new(document));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (doc, count) = (shared.clone(), fetches.clone());
+        let server = HttpServer::new(move || {
+            let (doc, count) = (doc.clone(), count.clone());
+            App::new().route(
+                "/.well-known/jwks.json",
+                web::get().to(move || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = doc.lock().unwrap().clone();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(body)
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        JwksServer {
+            url: format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
+            document: shared,
+            fetches,
+            handle,
+        }
+    }
+
+    #[actix_web::test]
+    async fn jwks_url_is_cached_and_refreshed_on_unknown_kid() {
+        let server = jwks_server(document(&[(RSA_PRIVATE, "k1")])).await;
+        let v = jwks_verifier(&server.url, Duration::ZERO);
+        let k1 = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+        let k2 = EncodingKey::from_rsa_pem(RSA_OTHER).unwrap();
+        let t1 = sign_with(Algorithm::RS256, Some("k1"), &k1, &good_claims());
+        for _ in 0..3 {
+            assert_eq!(v.verify(&t1).await.unwrap().sub, "alice");
+        }
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 1, "cached");
+        // The provider rotates to k2: the first token naming it triggers a
+        // refresh and is accepted.
+        *server.document.lock().unwrap() = document(&[(RSA_PRIVATE, "k1"), (RSA_OTHER, "k2")]);
+        let t2 = sign_with(Algorithm::RS256, Some("k2"), &k2, &good_claims());
+        assert_eq!(v.verify(&t2).await.unwrap().sub, "alice");
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
+        server.handle.stop(false).await;
+    }
+
+    #[actix_web::test]
+    async fn unknown_kids_do_not_flood_the_provider() {
+        let server = jwks_server(document(&[(RSA_PRIVATE, "k1")])).await;
+        let v = jwks_verifier(&server.url, Duration::from_secs(60));
+        let k1 = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+        for i in 0..20 {
+            let kid = format!("made-up-{i}");
+            let token = sign_with(Algorithm::RS256, Some(&kid), &k1, &good_claims());
+            assert_eq!(v.verify(&token).await.unwrap_err(), AuthError::Invalid);
+        }
+        assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
+        // Known keys keep working meanwhile.
+        let t1 = sign_with(Algorithm::RS256, Some("k1"), &k1, &good_claims());
+        assert_eq!(v.verify(&t1).await.unwrap().sub, "alice");
+        server.handle.stop(false).await;
+    }
+
+    #[actix_web::test]
+    async fn jwks_never_yields_symmetric_keys() {
+        let path = std::env::temp_dir().join(format!("jwks-oct-{}.json", rand_suffix()));
+        std::fs::write(
+            &path,
+            r#"{"keys":[{"kty":"oct","kid":"s","alg":"HS256","k":"c2VjcmV0"}]}"#,
         )
         .unwrap();
-        assert_eq!(verifier().verify(&token).unwrap().sub, "a");
+        let file = TempFile(path);
+        let v = jwks_verifier(file.path().to_str().unwrap(), Duration::ZERO);
+        let token = sign_with(
+            Algorithm::HS256,
+            Some("s"),
+            &EncodingKey::from_secret(b"secret"),
+            &good_claims(),
+        );
+        assert_eq!(v.verify(&token).await.unwrap_err(), AuthError::Invalid);
+        assert!(v.prefetch().await.is_err());
     }
 }

@@ -1,8 +1,12 @@
-//! Authentication shared by the api and the gateway: user tokens (JWT) and
-//! server-to-server API keys.
+//! Authentication shared by the api and the gateway: user tokens (JWT),
+//! server-to-server API keys and signed webhooks.
 
 pub mod api_key;
+pub mod jwks;
 pub mod jwt;
+pub mod webhook;
 
 pub use api_key::{ApiKeyId, ApiKeys};
-pub use jwt::{AuthError, Claims, JwtConfig, JwtVerifier};
+pub use jsonwebtoken::Algorithm;
+pub use jwt::{AuthError, Claims, JwtConfig, JwtKey, JwtVerifier};
+pub use webhook::{SignatureError, SignedHeaders, WebhookSecrets};

@@ -4,6 +4,9 @@
 
 pub mod pool;
 pub mod publisher;
+pub mod replay;
+pub mod revocation;
 
 pub use pool::{build_pool, ping, BusError, RedisPool};
 pub use publisher::{publish_now, PublishStats, PublishedBatches, Publisher};
+pub use revocation::Revoked;

@@ -41,3 +41,12 @@ pub async fn ping(pool: &RedisPool) -> Result<(), BusError> {
         .map_err(|e| BusError::Unavailable(e.to_string()))?;
     Ok(())
 }
+
+/// A pooled connection; failing to get one means Redis is unavailable.
+pub async fn conn(pool: &RedisPool) -> Result<deadpool_redis::Connection, BusError> {
+    pool.get().await.map_err(unavailable)
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}

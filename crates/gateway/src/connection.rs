@@ -18,7 +18,7 @@ use actix_ws::{
 use chrono::NaiveDateTime;
 use governor::DefaultKeyedRateLimiter;
 use notify_auth::{AuthError, Claims, JwtVerifier};
-use notify_bus::Publisher;
+use notify_bus::{revocation, Publisher, RedisPool};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::{DbPool, Notification};
 use tokio::sync::Semaphore;
@@ -28,7 +28,7 @@ use crate::budget::FrameBudget;
 use crate::config::Limits;
 use crate::frames::{self, ClientFrame, FrameError};
 use crate::outbox::{CloseSignal, Next, Outbox};
-use crate::registry::Registry;
+use crate::registry::{Registration, Registry};
 use crate::seen::Seen;
 use crate::subscriber::{SubscriberStatus, PUBLISH_LAG};
 
@@ -47,6 +47,8 @@ pub struct Node {
     pub registry: Arc<Registry>,
     pub jwt: JwtVerifier,
     pub db: DbPool,
+    /// Pooled connections for revocation checks (never the subscriber's).
+    pub redis: RedisPool,
     pub publisher: Publisher,
     pub channels: ChannelNames,
     pub limits: Limits,
@@ -82,9 +84,56 @@ impl Drop for OpenSocket {
     }
 }
 
+/// Why a token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Expired,
+    Invalid,
+    Revoked,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Expired => "token expired",
+            Refusal::Invalid => "invalid token",
+            Refusal::Revoked => "token revoked",
+        }
+    }
+}
+
 impl Node {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Verifies a token and checks that it was not revoked.
+    pub async fn authorize(&self, token: &str) -> Result<Claims, Refusal> {
+        let claims = self.jwt.verify(token).await.map_err(|e| match e {
+            AuthError::Expired => Refusal::Expired,
+            AuthError::Invalid => Refusal::Invalid,
+        })?;
+        self.check_revoked(&claims.sub, claims.jti.as_deref(), claims.iat)
+            .await?;
+        Ok(claims)
+    }
+
+    /// Redis being away does not lock everyone out: the token's signature
+    /// and expiry were checked, and no revocation can be recorded meanwhile.
+    async fn check_revoked(
+        &self,
+        user: &str,
+        jti: Option<&str>,
+        iat: Option<u64>,
+    ) -> Result<(), Refusal> {
+        match revocation::check(&self.redis, &self.channels, user, jti, iat).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(Refusal::Revoked),
+            Err(error) => {
+                tracing::warn!(%error, "could not check token revocations");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -106,8 +155,28 @@ enum Reply {
     Text(String),
     Refused(FrameError),
     Resume(u64),
-    /// A valid newer token for the same user arrived; it expires then.
-    Refreshed(u64),
+    /// A valid newer token for the same user arrived.
+    Refreshed(Token),
+}
+
+/// What a connection keeps of the token it runs on.
+struct Token {
+    /// `exp` (Unix seconds): the connection closes then.
+    expires: u64,
+    /// `iat` and `jti`, to check again for revocations missed while the
+    /// bus was away.
+    issued: Option<u64>,
+    id: Option<Box<str>>,
+}
+
+impl From<Claims> for Token {
+    fn from(claims: Claims) -> Self {
+        Token {
+            expires: claims.exp,
+            issued: claims.iat,
+            id: claims.jti.map(String::into_boxed_str),
+        }
+    }
 }
 
 /// Whose connection it is.
@@ -115,8 +184,8 @@ struct Who<'a> {
     user: &'a str,
     /// When it was registered: a resync never reaches back before this.
     connected_at: NaiveDateTime,
-    /// The token's `exp` (Unix seconds).
-    expires: u64,
+    token: Token,
+    registration: &'a Registration,
 }
 
 /// Why the serving loop ended.
@@ -134,7 +203,7 @@ pub async fn run(
     after: Option<u64>,
 ) {
     let node = open.0.clone();
-    let Claims { sub: user, exp, .. } = match claims {
+    let mut claims = match claims {
         Some(claims) => claims,
         None => match Box::pin(authenticate(&node, &mut session, &mut stream)).await {
             Ok(claims) => claims,
@@ -142,6 +211,7 @@ pub async fn run(
             Err(End::Close(code, reason)) => return close(session, code, reason).await,
         },
     };
+    let user = std::mem::take(&mut claims.sub);
     if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
         return close(
             session,
@@ -152,7 +222,9 @@ pub async fn run(
     }
     let connected_at = notify_store::now();
     let outbox = Arc::new(Outbox::default());
-    let _registration = node.registry.register(&user, outbox.clone());
+    let registration = node
+        .registry
+        .register(&user, outbox.clone(), claims.jti.as_deref());
     let _ = tokio::time::timeout(SUBSCRIBE_WAIT, async {
         while !outbox.is_subscribed() {
             outbox.changed().await;
@@ -185,7 +257,8 @@ pub async fn run(
     let who = Who {
         user: &user,
         connected_at,
-        expires: exp,
+        token: Token::from(claims),
+        registration: &registration,
     };
     match serve(&node, who, &outbox, &mut session, &mut stream, &mut sent).await {
         End::Gone => {}
@@ -223,14 +296,9 @@ async fn authenticate(
         match message {
             Some(Ok(AggregatedMessage::Text(text))) => {
                 return match ClientFrame::parse(&text) {
-                    Ok(ClientFrame::Auth { token }) => match node.jwt.verify(&token) {
+                    Ok(ClientFrame::Auth { token }) => match node.authorize(&token).await {
                         Ok(claims) => Ok(claims),
-                        Err(AuthError::Expired) => {
-                            Err(End::Close(CloseCode::Policy, "token expired"))
-                        }
-                        Err(AuthError::Invalid) => {
-                            Err(End::Close(CloseCode::Policy, "invalid token"))
-                        }
+                        Err(refusal) => Err(End::Close(CloseCode::Policy, refusal.message())),
                     },
                     _ => Err(End::Close(CloseCode::Policy, "authentication required")),
                 };
@@ -261,7 +329,8 @@ async fn serve(
     let Who {
         user,
         connected_at,
-        expires,
+        mut token,
+        registration,
     } = who;
     let limits = &node.limits;
     let mut last_heard = Instant::now();
@@ -269,7 +338,7 @@ async fn serve(
     let mut budget = FrameBudget::new();
     // The connection does not outlive its token, unless the client sends a
     // newer one in a `refresh` frame.
-    let expiry = tokio::time::sleep_until(deadline(expires));
+    let expiry = tokio::time::sleep_until(deadline(token.expires));
     tokio::pin!(expiry);
     let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
@@ -297,7 +366,16 @@ async fn serve(
                 Next::Close(CloseSignal::Restart) => {
                     return End::Close(CloseCode::Restart, "server restarting, reconnect")
                 }
+                Next::Close(CloseSignal::Revoked) => {
+                    return End::Close(CloseCode::Policy, Refusal::Revoked.message())
+                }
                 Next::Resync(since) => {
+                    // A revocation may have been announced while the bus
+                    // was away.
+                    let check = node.check_revoked(user, token.id.as_deref(), token.issued);
+                    if Box::pin(check).await == Err(Refusal::Revoked) {
+                        return End::Close(CloseCode::Policy, Refusal::Revoked.message());
+                    }
                     let since = Catchup::Since(since.max(connected_at));
                     if let Err(end) = Box::pin(backfill(node, user, since, sent, session)).await {
                         return end;
@@ -349,9 +427,12 @@ async fn serve(
                         }
                         continue;
                     }
-                    Some(Reply::Refreshed(exp)) => {
-                        expiry.as_mut().reset(deadline(exp));
-                        frames::refreshed(exp)
+                    Some(Reply::Refreshed(newer)) => {
+                        expiry.as_mut().reset(deadline(newer.expires));
+                        registration.set_token(newer.id.as_deref());
+                        let frame = frames::refreshed(newer.expires);
+                        token = newer;
+                        frame
                     }
                     Some(Reply::Text(text)) => text,
                     Some(Reply::Refused(error)) => {
@@ -408,11 +489,10 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
             Reply::Refused(FrameError::Invalid("already authenticated".into()))
         }
         ClientFrame::Resume { after } => Reply::Resume(after),
-        ClientFrame::Refresh { token } => match node.jwt.verify(&token) {
-            Ok(claims) if claims.sub == user => Reply::Refreshed(claims.exp),
+        ClientFrame::Refresh { token } => match node.authorize(&token).await {
+            Ok(claims) if claims.sub == user => Reply::Refreshed(Token::from(claims)),
             Ok(_) => Reply::Refused(FrameError::Invalid("the token is for another user".into())),
-            Err(AuthError::Expired) => Reply::Refused(FrameError::Invalid("token expired".into())),
-            Err(AuthError::Invalid) => Reply::Refused(FrameError::Invalid("invalid token".into())),
+            Err(refusal) => Reply::Refused(FrameError::Invalid(refusal.message().into())),
         },
         ClientFrame::Ack { ids } => {
             if node.acks.record(user, ids) {

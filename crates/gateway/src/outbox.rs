@@ -22,6 +22,9 @@ pub enum CloseSignal {
     Stalled,
     /// The node is shutting down (1012); queued frames are sent first.
     Restart,
+    /// The token was revoked or the user disconnected (1008); nothing more
+    /// is sent.
+    Revoked,
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +77,17 @@ impl Outbox {
     }
 
     pub fn close(&self, signal: CloseSignal) {
-        self.lock().close.get_or_insert(signal);
+        {
+            let mut state = self.lock();
+            match (state.close, signal) {
+                // Revocation overrides a pending restart: its frames must
+                // not go out any more.
+                (None, _) | (Some(CloseSignal::Restart), CloseSignal::Revoked) => {
+                    state.close = Some(signal)
+                }
+                _ => {}
+            }
+        }
         self.notify.notify_one();
     }
 
@@ -99,12 +112,12 @@ impl Outbox {
         self.lock().subscribed
     }
 
-    /// The next thing to do: a stall closes at once, a restart only after
-    /// the queue is flushed.
+    /// The next thing to do: a stall or a revocation closes at once, a
+    /// restart only after the queue is flushed.
     pub fn next(&self) -> Next {
         let mut state = self.lock();
-        if state.close == Some(CloseSignal::Stalled) {
-            return Next::Close(CloseSignal::Stalled);
+        if let Some(signal @ (CloseSignal::Stalled | CloseSignal::Revoked)) = state.close {
+            return Next::Close(signal);
         }
         if let Some(since) = state.resync.take() {
             return Next::Resync(since);
@@ -167,5 +180,15 @@ mod tests {
         outbox.close(CloseSignal::Restart);
         assert!(matches!(outbox.next(), Next::Send(_)));
         assert!(matches!(outbox.next(), Next::Close(CloseSignal::Restart)));
+    }
+
+    #[test]
+    fn revocation_closes_at_once_even_when_restarting() {
+        let outbox = Outbox::default();
+        outbox.push(&ByteString::from_static("a"), 10, 100);
+        outbox.close(CloseSignal::Restart);
+        outbox.close(CloseSignal::Revoked);
+        assert!(matches!(outbox.next(), Next::Close(CloseSignal::Revoked)));
+        assert!(!outbox.push(&ByteString::from_static("b"), 10, 100));
     }
 }

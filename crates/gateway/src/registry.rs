@@ -15,11 +15,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use crate::outbox::Outbox;
+use crate::outbox::{CloseSignal, Outbox};
+
+/// One local connection.
+struct Conn {
+    id: u64,
+    outbox: Arc<Outbox>,
+    /// A hash of its token's `jti` (0 for none), to find the connections a
+    /// token revocation closes without keeping every token id around.
+    token: u64,
+}
 
 #[derive(Default)]
 struct UserConns {
-    conns: Vec<(u64, Arc<Outbox>)>,
+    conns: Vec<Conn>,
     /// The subscriber confirmed the user's channel is subscribed.
     subscribed: bool,
 }
@@ -41,6 +50,27 @@ pub struct Registration {
     id: u64,
 }
 
+impl Registration {
+    /// The connection now runs on a newer token (a `refresh` frame).
+    pub fn set_token(&self, jti: Option<&str>) {
+        if let Some(entry) = self.registry.users().get_mut(&self.user) {
+            if let Some(conn) = entry.conns.iter_mut().find(|c| c.id == self.id) {
+                conn.token = token_hash(jti);
+            }
+        }
+    }
+}
+
+fn token_hash(jti: Option<&str>) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    match jti {
+        None => 0,
+        Some(jti) => BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(jti)
+            .max(1),
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.remove(&self.user, self.id);
@@ -59,7 +89,12 @@ impl Registry {
         })
     }
 
-    pub fn register(self: &Arc<Self>, user: &str, outbox: Arc<Outbox>) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        user: &str,
+        outbox: Arc<Outbox>,
+        jti: Option<&str>,
+    ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let user = {
             let mut users = self.users();
@@ -75,7 +110,11 @@ impl Registry {
             if entry.subscribed {
                 outbox.set_subscribed(true);
             }
-            entry.conns.push((id, outbox));
+            entry.conns.push(Conn {
+                id,
+                outbox,
+                token: token_hash(jti),
+            });
             key
         };
         Registration {
@@ -88,7 +127,7 @@ impl Registry {
     fn remove(&self, user: &Arc<str>, id: u64) {
         let mut users = self.users();
         if let Some(entry) = users.get_mut(user) {
-            entry.conns.retain(|(conn, _)| *conn != id);
+            entry.conns.retain(|conn| conn.id != id);
             if entry.conns.is_empty() {
                 users.remove(user);
                 self.mark_dirty(user.clone());
@@ -106,7 +145,7 @@ impl Registry {
         entry
             .conns
             .iter()
-            .filter(|(_, outbox)| outbox.push(frame, self.max_frames, self.max_bytes))
+            .filter(|conn| conn.outbox.push(frame, self.max_frames, self.max_bytes))
             .count()
     }
 
@@ -154,8 +193,8 @@ impl Registry {
         for user in users {
             if let Some(entry) = map.get_mut(user) {
                 entry.subscribed = subscribed;
-                for (_, outbox) in &entry.conns {
-                    outbox.set_subscribed(subscribed);
+                for conn in &entry.conns {
+                    conn.outbox.set_subscribed(subscribed);
                 }
             }
         }
@@ -165,8 +204,8 @@ impl Registry {
     pub fn clear_subscribed(&self) {
         for entry in self.users().values_mut() {
             entry.subscribed = false;
-            for (_, outbox) in &entry.conns {
-                outbox.set_subscribed(false);
+            for conn in &entry.conns {
+                conn.outbox.set_subscribed(false);
             }
         }
     }
@@ -175,8 +214,8 @@ impl Registry {
     /// `since` (the bus was lost and is back).
     pub fn resync_all(&self, since: chrono::NaiveDateTime) {
         for entry in self.users().values() {
-            for (_, outbox) in &entry.conns {
-                outbox.resync(since);
+            for conn in &entry.conns {
+                conn.outbox.resync(since);
             }
         }
     }
@@ -185,8 +224,34 @@ impl Registry {
     pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
         self.users()
             .values()
-            .flat_map(|entry| entry.conns.iter().map(|(_, outbox)| outbox.clone()))
+            .flat_map(|entry| entry.conns.iter().map(|conn| conn.outbox.clone()))
             .collect()
+    }
+
+    /// Closes every local connection of `user` (1008); returns how many.
+    pub fn disconnect_user(&self, user: &str) -> usize {
+        let users = self.users();
+        let Some(entry) = users.get(user) else {
+            return 0;
+        };
+        for conn in &entry.conns {
+            conn.outbox.close(CloseSignal::Revoked);
+        }
+        entry.conns.len()
+    }
+
+    /// Closes every local connection opened with the token `jti` (1008);
+    /// returns how many.
+    pub fn revoke_token(&self, jti: &str) -> usize {
+        let token = token_hash(Some(jti));
+        let mut closed = 0;
+        for entry in self.users().values() {
+            for conn in entry.conns.iter().filter(|c| c.token == token) {
+                conn.outbox.close(CloseSignal::Revoked);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// (connections, users) held by this node.
@@ -208,8 +273,8 @@ mod tests {
     #[test]
     fn first_and_last_connection_mark_the_user_dirty() {
         let registry = Registry::new(10, 1000);
-        let a = registry.register("u", Arc::default());
-        let b = registry.register("u", Arc::default());
+        let a = registry.register("u", Arc::default(), None);
+        let b = registry.register("u", Arc::default(), None);
         assert_eq!(registry.take_dirty().len(), 1);
         drop(a);
         assert!(registry.take_dirty().is_empty());
@@ -225,14 +290,34 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone()),
-            registry.register("a", a2.clone()),
-            registry.register("b", b.clone()),
+            registry.register("a", a1.clone(), None),
+            registry.register("a", a2.clone(), None),
+            registry.register("b", b.clone(), None),
         ];
         assert_eq!(registry.deliver("a", &ByteString::from_static("x")), 2);
         assert!(matches!(a1.next(), Next::Send(_)));
         assert!(matches!(a2.next(), Next::Send(_)));
         assert!(matches!(b.next(), Next::Idle));
         assert_eq!(registry.counts(), (3, 2));
+    }
+
+    #[test]
+    fn revocations_close_exactly_the_affected_connections() {
+        let registry = Registry::new(10, 1000);
+        let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
+        let _r = [
+            registry.register("a", a1.clone(), Some("t1")),
+            registry.register("a", a2.clone(), Some("t2")),
+            registry.register("b", b.clone(), Some("t3")),
+        ];
+        assert_eq!(registry.revoke_token("t2"), 1);
+        assert!(matches!(a2.next(), Next::Close(CloseSignal::Revoked)));
+        assert!(matches!(a1.next(), Next::Idle));
+        assert_eq!(registry.revoke_token("nope"), 0);
+        _r[0].set_token(Some("t4"));
+        assert_eq!(registry.revoke_token("t1"), 0);
+        assert_eq!(registry.disconnect_user("b"), 1);
+        assert!(matches!(b.next(), Next::Close(CloseSignal::Revoked)));
+        assert!(matches!(a1.next(), Next::Idle));
     }
 }

@@ -7,11 +7,10 @@ use governor::clock::Clock;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{rt, web, HttpRequest, HttpResponse};
-use notify_auth::AuthError;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::connection::{self, Node, OpenSocket};
+use crate::connection::{self, Node, OpenSocket, Refusal};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
@@ -96,13 +95,12 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         }
     };
     let token = bearer(&req).or(query.token);
-    let claims = match token.as_deref().map(|t| node.jwt.verify(t)) {
+    let claims = match token {
         None => None,
-        Some(Ok(claims)) => Some(claims),
-        Some(Err(AuthError::Expired)) => {
-            return unauthorized("token_expired", "token expired");
-        }
-        Some(Err(AuthError::Invalid)) => return unauthorized("invalid_token", "invalid token"),
+        Some(token) => match node.authorize(&token).await {
+            Ok(claims) => Some(claims),
+            Err(refusal) => return refused(refusal),
+        },
     };
     if let Some(claims) = &claims {
         if node.registry.user_connections(&claims.sub) >= node.limits.max_connections_per_user {
@@ -126,6 +124,15 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
     let open = OpenSocket::new(node.into_inner());
     rt::spawn(connection::run(open, session, stream, claims, after));
     response
+}
+
+fn refused(refusal: Refusal) -> HttpResponse {
+    let message = refusal.message();
+    match refusal {
+        Refusal::Expired => unauthorized("token_expired", message),
+        Refusal::Invalid => unauthorized("invalid_token", message),
+        Refusal::Revoked => unauthorized("token_revoked", message),
+    }
 }
 
 fn unauthorized(code: &str, message: &str) -> HttpResponse {

@@ -56,7 +56,7 @@ impl Application {
         let db_for_acks = db.clone();
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
-        let (publisher, _publisher_task) = Publisher::start(redis, 4096);
+        let (publisher, _publisher_task) = Publisher::start(redis.clone(), 4096);
         let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
         let channels = ChannelNames::new(config.channel_prefix.clone());
@@ -76,8 +76,9 @@ impl Application {
         let node = Arc::new(Node {
             id: node_id,
             registry,
-            jwt: JwtVerifier::new(&config.jwt),
+            jwt: JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?,
             db,
+            redis,
             publisher,
             channels,
             limits: config.limits.clone(),

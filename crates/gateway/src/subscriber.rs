@@ -4,7 +4,8 @@
 //! reconciling with the registry whenever connections come and go, and
 //! hands every message to the registry for delivery. When the connection is
 //! lost it reconnects with backoff and resubscribes everything local users
-//! need; connections stay open meanwhile.
+//! need; connections stay open meanwhile. It also listens on the control
+//! channel and closes the connections a revocation names.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 use chrono::{NaiveDateTime, TimeDelta};
 use futures_util::StreamExt;
-use notify_protocol::ChannelNames;
+use notify_protocol::{ChannelNames, Control};
 use redis::aio::PubSubSink;
 use tokio::sync::watch;
 
@@ -103,6 +104,7 @@ impl Subscriber {
         let mut held: HashSet<Arc<str>> = HashSet::new();
         // Everything marked dirty before now is covered by this full pass.
         self.registry.take_dirty();
+        call(sink.subscribe(self.channels.control())).await?;
         let wanted = self.registry.users_wanted();
         self.subscribe(&mut sink, &wanted, &mut held).await?;
         self.status.connected.store(true, Ordering::Relaxed);
@@ -143,6 +145,9 @@ impl Subscriber {
     fn dispatch(&self, message: &redis::Msg) {
         self.status.received.fetch_add(1, Ordering::Relaxed);
         let channel = message.get_channel_name();
+        if self.channels.is_control(channel) {
+            return self.control(message.get_payload_bytes());
+        }
         let Some(user) = self.channels.user_of(channel) else {
             return;
         };
@@ -152,6 +157,20 @@ impl Subscriber {
             return;
         };
         self.registry.deliver(user, &frame);
+    }
+
+    fn control(&self, payload: &[u8]) {
+        let closed = match Control::parse(payload) {
+            Some(Control::DisconnectUser { user }) => self.registry.disconnect_user(&user),
+            Some(Control::RevokeToken { jti }) => self.registry.revoke_token(&jti),
+            None => {
+                tracing::warn!("ignored an unknown control message");
+                return;
+            }
+        };
+        if closed > 0 {
+            tracing::info!(closed, "closed connections whose token was revoked");
+        }
     }
 
     async fn reconcile(

@@ -6,7 +6,9 @@
 //! here is what guarantees the api and the gateway agree on them.
 
 pub mod channel;
+pub mod control;
 pub mod event;
 
 pub use channel::ChannelNames;
+pub use control::Control;
 pub use event::{Event, Notification};

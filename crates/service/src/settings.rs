@@ -3,7 +3,11 @@
 
 use anyhow::{bail, Context};
 
-use notify_auth::JwtConfig;
+use std::time::Duration;
+
+use notify_auth::jwt::ASYMMETRIC;
+use notify_auth::Algorithm;
+use notify_auth::{JwtConfig, JwtKey, JwtVerifier};
 
 /// A setting that must be present and non-blank.
 pub fn required(name: &str) -> anyhow::Result<String> {
@@ -30,16 +34,59 @@ where
         .transpose()
 }
 
-/// `JWT_SECRET` (required, at least 16 bytes), `JWT_ISSUER` and
-/// `JWT_AUDIENCE` (optional).
+/// How user tokens are verified; exactly one key source must be set:
+///
+/// - `JWT_SECRET`: HS256 with this shared secret (at least 16 bytes);
+/// - `JWT_PUBLIC_KEY_FILE`: a PEM public key, with `JWT_ALGORITHM` (`RS256`
+///   by default, or `ES256`, `RS384`, `RS512`, `PS256`, `ES384`, ...);
+/// - `JWT_JWKS`: a JWKS file path or `http(s)://` URL; refetched on an
+///   unknown `kid` at most every `JWT_JWKS_MIN_REFRESH_SECS` (30) and when
+///   older than `JWT_JWKS_MAX_AGE_SECS` (3600).
+///
+/// `JWT_ISSUER` and `JWT_AUDIENCE`, when set, must match `iss` and `aud`.
 pub fn jwt_config() -> anyhow::Result<JwtConfig> {
-    let secret = required("JWT_SECRET")?;
-    if secret.len() < 16 {
-        bail!("JWT_SECRET must be at least 16 bytes");
-    }
-    Ok(JwtConfig {
-        secret: secret.into_bytes(),
+    let secret = optional("JWT_SECRET");
+    let pem_file = optional("JWT_PUBLIC_KEY_FILE");
+    let jwks = optional("JWT_JWKS");
+    let key = match (secret, pem_file, jwks) {
+        (Some(secret), None, None) => {
+            if secret.len() < 16 {
+                bail!("JWT_SECRET must be at least 16 bytes");
+            }
+            JwtKey::Secret(secret.into_bytes())
+        }
+        (None, Some(file), None) => {
+            let algorithm = match optional("JWT_ALGORITHM") {
+                None => Algorithm::RS256,
+                Some(name) => name
+                    .trim()
+                    .parse::<Algorithm>()
+                    .ok()
+                    .filter(|a| ASYMMETRIC.contains(a))
+                    .with_context(|| {
+                        format!("JWT_ALGORITHM {name} is not a public-key algorithm such as RS256 or ES256")
+                    })?,
+            };
+            let pem = std::fs::read(&file)
+                .with_context(|| format!("could not read JWT_PUBLIC_KEY_FILE {file}"))?;
+            JwtKey::PublicKey { algorithm, pem }
+        }
+        (None, None, Some(location)) => JwtKey::Jwks {
+            location,
+            min_refresh: Duration::from_secs(parsed("JWT_JWKS_MIN_REFRESH_SECS")?.unwrap_or(30)),
+            max_age: Duration::from_secs(parsed("JWT_JWKS_MAX_AGE_SECS")?.unwrap_or(3600)),
+        },
+        (None, None, None) => {
+            bail!("missing required setting JWT_SECRET (or JWT_PUBLIC_KEY_FILE or JWT_JWKS)")
+        }
+        _ => bail!("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS"),
+    };
+    let config = JwtConfig {
+        key,
         issuer: optional("JWT_ISSUER"),
         audience: optional("JWT_AUDIENCE"),
-    })
+    };
+    // Refuse a bad key at start, not at the first connection.
+    JwtVerifier::new(&config).map_err(anyhow::Error::msg)?;
+    Ok(config)
 }

@@ -44,14 +44,21 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// A token for `user`, valid for ten minutes, signed with [`JWT_SECRET`].
+/// A token for `user`, valid for ten minutes, signed with [`JWT_SECRET`],
+/// with a unique `jti`.
 pub fn token(user: &str) -> String {
+    token_with(user, &unique("jti"), now_secs())
+}
+
+/// A token for `user` with this `jti`, issued at `iat`.
+pub fn token_with(user: &str, jti: &str, iat: u64) -> String {
     sign_hs256(
         JWT_SECRET.as_bytes(),
         &Claims {
             sub: user.into(),
             exp: now_secs() + 600,
-            jti: None,
+            iat: Some(iat),
+            jti: Some(jti.into()),
         },
     )
     .unwrap()

@@ -2,6 +2,7 @@
 
 pub mod feed;
 pub mod health;
+pub mod revoke;
 pub mod send;
 pub mod status;
 
@@ -22,6 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(status::delivery_state),
         )
         .route("/webhook/notify", web::post().to(send::webhook))
+        .route(
+            "/v1/users/{id}/disconnect",
+            web::post().to(revoke::disconnect_user),
+        )
+        .route("/v1/tokens/revoke", web::post().to(revoke::revoke_token))
         .route("/api/notifications", web::get().to(feed::list))
         .route(
             "/api/notifications/unread-count",

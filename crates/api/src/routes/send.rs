@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{api_key_from_headers, require_api_key};
+use crate::auth::Credentials;
 use crate::batcher::{Reply, Submission};
 use crate::body::{self, MAX_BODY_BYTES};
 use crate::error::ApiError;
+use crate::signed::Once;
 use crate::state::AppState;
 
 pub const MAX_RECIPIENTS: usize = 1000;
@@ -63,9 +64,10 @@ pub async fn send_many(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sender = require_api_key(&req, &state)?;
+    let credentials = Credentials::from_headers(&req, &state)?;
     let idempotency_key = idempotency_key(&req)?;
     let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
+    let (sender, once) = credentials.identify(&state, &raw, None)?;
     let request: SendRequest = body::parse_json(&raw)?;
     if request.recipients.is_empty() {
         return Err(ApiError::InvalidField(
@@ -102,6 +104,7 @@ pub async fn send_many(
         request.recipients.clone(),
         content,
         Reply::Ids,
+        once,
     )
     .await?;
     Ok(accepted(body))
@@ -114,28 +117,12 @@ pub async fn webhook(
 ) -> Result<HttpResponse, ApiError> {
     // A key in the headers is checked before the body is read; senders that
     // can only put it in the body are checked after parsing.
-    let header_key = api_key_from_headers(&req, &state)?;
+    let credentials = Credentials::from_headers(&req, &state)?;
     let idempotency_key = idempotency_key(&req)?;
     let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
     let parsed = body::parse_json::<WebhookRequest>(&raw);
-    let sender = match header_key {
-        Some(key) => key,
-        None => {
-            let body_key = match &parsed {
-                Ok(request) => request.api_key.as_deref(),
-                Err(_) => None,
-            };
-            match body_key {
-                Some(key) => state.api_keys.verify(key).ok_or(ApiError::InvalidApiKey)?,
-                None => {
-                    return Err(ApiError::MissingCredentials(
-                        "send an API key as Authorization: Bearer <key>, X-Api-Key or apiKey in the body",
-                    ))
-                }
-            }
-        }
-    };
-    state.limits.check_key(&sender.0)?;
+    let body_key = parsed.as_ref().ok().and_then(|r| r.api_key.as_deref());
+    let (sender, once) = credentials.identify(&state, &raw, body_key)?;
     let request = parsed?;
     if !valid_user_id(&request.recipient_id) {
         return Err(ApiError::InvalidField(
@@ -156,6 +143,7 @@ pub async fn webhook(
         vec![request.recipient_id.clone()],
         content,
         Reply::Id,
+        once,
     )
     .await?;
     Ok(accepted(body))
@@ -261,11 +249,33 @@ fn accepted(body: String) -> HttpResponse {
         .body(body)
 }
 
+/// Claims the webhook id of a signed request (if any), then stores; a
+/// failure gives the id back so the sender's retry is not taken for a
+/// replay.
+async fn store_and_publish(
+    state: &AppState,
+    sender: &ApiKeyId,
+    idempotency: Option<(String, String)>,
+    recipients: Vec<String>,
+    content: Content<'_>,
+    reply: Reply,
+    once: Option<Once>,
+) -> Result<String, ApiError> {
+    if let Some(once) = &once {
+        once.claim(state).await?;
+    }
+    let result = store(state, sender, idempotency, recipients, content, reply).await;
+    if let (Err(_), Some(once)) = (&result, &once) {
+        once.release(state).await;
+    }
+    result
+}
+
 /// Claims the idempotency key (if any), then hands the rows to the batcher,
 /// which stores them in one transaction with other requests' rows and
 /// publishes after the commit. Returns the response body, which is also what
 /// an idempotent retry replays.
-async fn store_and_publish(
+async fn store(
     state: &AppState,
     sender: &ApiKeyId,
     idempotency: Option<(String, String)>,

@@ -4,11 +4,15 @@ use awc::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection};
 use futures_util::StreamExt;
 use notify_api::{Application, Config};
-use notify_auth::{ApiKeys, JwtConfig};
+use notify_auth::{ApiKeys, JwtConfig, WebhookSecrets};
 use serde_json::Value;
 
 pub const API_KEY: &str = "test-api-key-1";
 pub const SECOND_API_KEY: &str = "test-api-key-2";
+/// Standard Webhooks secrets of two senders; billing is rotating its own.
+pub const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const ROTATED_SECRET: &str = "whsec_dGhpcy1pcy1hLW5ldy1zZWNyZXQtZm9yLXRlc3Rz";
+pub const CRM_SECRET: &str = "whsec_Y3JtLXNlbmRlci1zZWNyZXQtZm9yLXRlc3Rpbmc=";
 pub use notify_testkit::{now_secs, redis_url, TestDb, JWT_SECRET};
 
 pub struct TestApp {
@@ -42,12 +46,14 @@ impl TestApp {
         let mut config = Config {
             database_url: db.url.clone(),
             redis_url: redis_url(),
-            jwt: JwtConfig {
-                secret: JWT_SECRET.as_bytes().to_vec(),
-                issuer: None,
-                audience: None,
-            },
+            jwt: JwtConfig::hs256(JWT_SECRET),
             api_keys: ApiKeys::parse(&format!("{API_KEY},{SECOND_API_KEY}")),
+            webhook_secrets: WebhookSecrets::parse(&format!(
+                "billing={SIGNING_SECRET},billing={ROTATED_SECRET},crm={CRM_SECRET}"
+            ))
+            .unwrap(),
+            token_max_lifetime: Duration::from_secs(3600),
+            cors_origins: Vec::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             workers: Some(1),
             database_pool_size: 4,

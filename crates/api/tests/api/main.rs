@@ -8,4 +8,6 @@ mod feed;
 mod helpers;
 mod idempotency;
 mod limits;
+mod revoke;
 mod send;
+mod signed;

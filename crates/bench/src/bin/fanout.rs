@@ -119,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             let claims = Claims {
                 sub: format!("bench-{run}-{next}"),
                 exp,
+                iat: None,
                 jti: None,
             };
             let url = format!(

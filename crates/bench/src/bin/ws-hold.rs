@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
                 let claims = Claims {
                     sub: format!("hold-{next}"),
                     exp,
+                    iat: None,
                     jti: None,
                 };
                 let token = sign_hs256(secret.as_bytes(), &claims)?;

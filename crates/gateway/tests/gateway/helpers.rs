@@ -76,6 +76,9 @@ impl Cluster {
             redis_url: redis_url.clone(),
             jwt: jwt(),
             api_keys: ApiKeys::parse(API_KEY),
+            webhook_secrets: Default::default(),
+            token_max_lifetime: Duration::from_secs(3600),
+            cors_origins: Vec::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             workers: Some(1),
             database_pool_size: 4,
@@ -185,7 +188,7 @@ impl Cluster {
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let mut channels: Vec<String> = redis::cmd("PUBSUB")
             .arg("CHANNELS")
-            .arg(format!("{}*", self.prefix))
+            .arg(format!("{}user:*", self.prefix))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -195,11 +198,7 @@ impl Cluster {
 }
 
 pub fn jwt() -> JwtConfig {
-    JwtConfig {
-        secret: JWT_SECRET.as_bytes().to_vec(),
-        issuer: None,
-        audience: None,
-    }
+    JwtConfig::hs256(JWT_SECRET)
 }
 
 /// GETs `url`; status 0 when nothing answers.

@@ -8,3 +8,4 @@ mod helpers;
 mod limits;
 mod resilience;
 mod resume;
+mod revoke;
