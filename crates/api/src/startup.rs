@@ -121,6 +121,7 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .client_request_timeout(notify_service::http::REQUEST_HEAD_TIMEOUT)
         .shutdown_timeout(10);
         if let Some(workers) = config.workers {
             server = server.workers(workers);

@@ -114,6 +114,7 @@ impl Application {
                     )
                 }))
         })
+        .client_request_timeout(notify_service::http::REQUEST_HEAD_TIMEOUT)
         // Shutdown is ours to run (see `run_until_stopped`).
         .disable_signals()
         .shutdown_timeout(1);

@@ -179,3 +179,34 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// Plays slowloris against `addr`: sends a request head one byte every
+/// `interval` and returns how long the server let that go on before closing
+/// the connection. Panics if it is still open after `limit`.
+pub async fn slowloris(
+    addr: std::net::SocketAddr,
+    interval: std::time::Duration,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let started = std::time::Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1024];
+    for byte in head.iter().cycle() {
+        assert!(
+            started.elapsed() < limit,
+            "a slow client was still connected after {limit:?}"
+        );
+        if socket.write_all(&[*byte]).await.is_err() {
+            return started.elapsed();
+        }
+        // Whatever the server says (a 408 or nothing), it must end the
+        // connection.
+        match tokio::time::timeout(interval, socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    unreachable!("the head is cycled forever")
+}

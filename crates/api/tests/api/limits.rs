@@ -100,3 +100,83 @@ async fn responses_carry_security_headers() {
         assert_eq!(reply.headers.get("referrer-policy").unwrap(), "no-referrer");
     }
 }
+
+#[actix_web::test]
+async fn a_client_trickling_its_headers_is_dropped_while_others_are_served() {
+    let app = TestApp::spawn().await;
+    let addr = app.addr.trim_start_matches("http://").parse().unwrap();
+    let slow = notify_testkit::slowloris(
+        addr,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    let served = async {
+        app.notify(&["alice"], "meanwhile").await;
+        assert_eq!(app.rows().await, 1);
+    };
+    let (held, ()) = tokio::join!(slow, served);
+    println!("a one-byte-a-second client was dropped after {held:?}");
+}
+
+#[actix_web::test]
+async fn cors_answers_only_configured_origins() {
+    const ALLOWED: &str = "https://app.example.com";
+    let app = TestApp::spawn_with(|c| c.cors_origins = vec![ALLOWED.into()]).await;
+    let app = &app;
+    let preflight = move |origin: &'static str| async move {
+        app.request(
+            "OPTIONS",
+            "/api/notifications",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "authorization"),
+            ],
+            None,
+        )
+        .await
+    };
+    let allowed = preflight(ALLOWED).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(
+        allowed.headers.get("access-control-allow-origin").unwrap(),
+        ALLOWED
+    );
+    let other = preflight("https://evil.example.com").await;
+    assert!(other.headers.get("access-control-allow-origin").is_none());
+    assert!(!other.status.is_success(), "{}", other.status);
+
+    let auth = &format!("Bearer {}", app.token("alice"));
+    let get = move |origin: &'static str| async move {
+        app.request(
+            "GET",
+            "/api/notifications",
+            &[("origin", origin), ("authorization", auth)],
+            None,
+        )
+        .await
+    };
+    let reply = get(ALLOWED).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.headers.get("access-control-allow-origin").unwrap(),
+        ALLOWED
+    );
+    let reply = get("https://evil.example.com").await;
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+
+    // Without configured origins no response carries CORS headers.
+    let closed = TestApp::spawn().await;
+    let reply = closed
+        .request(
+            "OPTIONS",
+            "/api/notifications",
+            &[
+                ("origin", ALLOWED),
+                ("access-control-request-method", "GET"),
+            ],
+            None,
+        )
+        .await;
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+}

@@ -115,3 +115,22 @@ async fn forwarded_for_is_ignored_from_untrusted_peers() {
         Some(429)
     );
 }
+
+#[actix_web::test]
+async fn a_client_trickling_its_headers_is_dropped_while_others_receive() {
+    let cluster = Cluster::start().await;
+    let g = cluster.gateway().await;
+    let (mut ann, _) = g.connect("ann").await;
+    let addr = format!("127.0.0.1:{}", g.port).parse().unwrap();
+    let slow = notify_testkit::slowloris(
+        addr,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    let delivery = async {
+        let ids = cluster.notify(&["ann"], "meanwhile").await;
+        assert_eq!(ann.notification_id().await, ids[0]);
+    };
+    let (held, ()) = tokio::join!(slow, delivery);
+    println!("a one-byte-a-second client was dropped after {held:?}");
+}
