@@ -3,6 +3,7 @@
 //! WebSocket client. Everything talks to real services over real sockets.
 
 pub mod outage;
+pub mod process;
 pub mod redis_server;
 pub mod ws;
 

@@ -8,6 +8,7 @@ mod feed;
 mod helpers;
 mod idempotency;
 mod limits;
+mod logs;
 mod revoke;
 mod send;
 mod signed;

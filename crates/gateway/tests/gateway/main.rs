@@ -6,6 +6,7 @@ mod delivery;
 mod faults;
 mod helpers;
 mod limits;
+mod logs;
 mod resilience;
 mod resume;
 mod revoke;
