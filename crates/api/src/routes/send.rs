@@ -23,6 +23,9 @@ pub const MAX_MESSAGE_CHARS: usize = 10_000;
 pub const MAX_TYPE_CHARS: usize = 64;
 pub const MAX_LINK_CHARS: usize = 2048;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Deepest nesting of objects and arrays in metadata, the object itself
+/// being the first level.
+pub const MAX_METADATA_DEPTH: usize = 16;
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 const DEFAULT_TYPE: &str = "generic";
 
@@ -69,34 +72,7 @@ pub async fn send_many(
     let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
     let (sender, once) = credentials.identify(&state, &raw, None)?;
     let request: SendRequest = body::parse_json(&raw)?;
-    if request.recipients.is_empty() {
-        return Err(ApiError::InvalidField(
-            "recipients must not be empty".into(),
-        ));
-    }
-    if request.recipients.len() > MAX_RECIPIENTS {
-        return Err(ApiError::TooManyRecipients(MAX_RECIPIENTS));
-    }
-    let mut seen = std::collections::HashSet::with_capacity(request.recipients.len());
-    for (i, recipient) in request.recipients.iter().enumerate() {
-        if !valid_user_id(recipient) {
-            return Err(ApiError::InvalidField(format!(
-                "recipients[{i}] must be 1 to 191 characters without control characters or surrounding spaces"
-            )));
-        }
-        if !seen.insert(recipient.as_str()) {
-            return Err(ApiError::InvalidField(format!(
-                "recipients[{i}] is a duplicate"
-            )));
-        }
-    }
-    let content = validate(
-        request.kind.as_deref(),
-        Some(&request.title),
-        &request.message,
-        request.link.as_deref(),
-        request.metadata.as_deref(),
-    )?;
+    let content = request.check()?;
     let body = store_and_publish(
         &state,
         &sender,
@@ -124,18 +100,7 @@ pub async fn webhook(
     let body_key = parsed.as_ref().ok().and_then(|r| r.api_key.as_deref());
     let (sender, once) = credentials.identify(&state, &raw, body_key)?;
     let request = parsed?;
-    if !valid_user_id(&request.recipient_id) {
-        return Err(ApiError::InvalidField(
-            "recipientId must be 1 to 191 characters without control characters or surrounding spaces".into(),
-        ));
-    }
-    let content = validate(
-        request.kind.as_deref(),
-        request.title.as_deref(),
-        &request.message,
-        request.link.as_deref(),
-        request.metadata.as_deref(),
-    )?;
+    let content = request.check()?;
     let body = store_and_publish(
         &state,
         &sender,
@@ -147,6 +112,70 @@ pub async fn webhook(
     )
     .await?;
     Ok(accepted(body))
+}
+
+impl SendRequest {
+    fn check(&self) -> Result<Content<'_>, ApiError> {
+        if self.recipients.is_empty() {
+            return Err(ApiError::InvalidField(
+                "recipients must not be empty".into(),
+            ));
+        }
+        if self.recipients.len() > MAX_RECIPIENTS {
+            return Err(ApiError::TooManyRecipients(MAX_RECIPIENTS));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.recipients.len());
+        for (i, recipient) in self.recipients.iter().enumerate() {
+            if !valid_user_id(recipient) {
+                return Err(ApiError::InvalidField(format!(
+                    "recipients[{i}] must be 1 to 191 characters without control characters or surrounding spaces"
+                )));
+            }
+            if !seen.insert(recipient.as_str()) {
+                return Err(ApiError::InvalidField(format!(
+                    "recipients[{i}] is a duplicate"
+                )));
+            }
+        }
+        validate(
+            self.kind.as_deref(),
+            Some(&self.title),
+            &self.message,
+            self.link.as_deref(),
+            self.metadata.as_deref(),
+        )
+    }
+}
+
+impl WebhookRequest {
+    fn check(&self) -> Result<Content<'_>, ApiError> {
+        if !valid_user_id(&self.recipient_id) {
+            return Err(ApiError::InvalidField(
+                "recipientId must be 1 to 191 characters without control characters or surrounding spaces".into(),
+            ));
+        }
+        validate(
+            self.kind.as_deref(),
+            self.title.as_deref(),
+            &self.message,
+            self.link.as_deref(),
+            self.metadata.as_deref(),
+        )
+    }
+}
+
+/// Parses and validates a `/v1/notifications` body exactly as the route
+/// does, without storing anything: for fuzzing.
+pub fn check_send_body(body: &[u8]) -> Result<(), ApiError> {
+    body::parse_json::<SendRequest>(body)?.check().map(|_| ())
+}
+
+/// Parses and validates a `/webhook/notify` body exactly as the route does,
+/// without storing anything: for fuzzing.
+pub fn check_webhook_body(body: &[u8]) -> Result<(), ApiError> {
+    body::parse_json::<WebhookRequest>(body)?
+        .check()
+        .map(|_| ())
 }
 
 fn validate<'a>(
@@ -204,6 +233,7 @@ fn validate<'a>(
                 "metadata must be at most {MAX_METADATA_BYTES} bytes"
             )));
         }
+        check_metadata_content(metadata)?;
     }
     Ok(Content {
         kind,
@@ -212,6 +242,47 @@ fn validate<'a>(
         link,
         metadata,
     })
+}
+
+/// Metadata is kept as sent, so what MySQL's JSON check refuses must be
+/// refused here: deep nesting (MariaDB stops at 32 levels) and escapes of
+/// lone UTF-16 surrogates, which the raw-value parser lets through.
+fn check_metadata_content(metadata: &str) -> Result<(), ApiError> {
+    if json_depth(metadata) > MAX_METADATA_DEPTH {
+        return Err(ApiError::InvalidField(format!(
+            "metadata must not nest deeper than {MAX_METADATA_DEPTH} levels"
+        )));
+    }
+    serde_json::from_str::<serde_json::Value>(metadata)
+        .map(drop)
+        .map_err(|e| ApiError::InvalidField(format!("metadata is not valid JSON text: {e}")))
+}
+
+/// Deepest nesting of objects and arrays in syntactically valid JSON.
+fn json_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -322,38 +393,39 @@ async fn store(
 /// Any body at all is either accepted as a valid request or refused with an
 /// error; parsing and validation never panic.
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert_eq!(json_depth("{}"), 1);
+        assert_eq!(json_depth(r#"{"a":[1,{"b":[]}],"c":{}}"#), 4);
+        assert_eq!(json_depth(r#"{"a":"[[[{{{"}"#), 1);
+        assert_eq!(json_depth(r#"{"a":"\"[[[\\","b":[[]]}"#), 3);
+    }
+
+    #[test]
+    fn metadata_that_mysql_would_refuse_is_refused_here() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        assert!(check_metadata_content(&format!(r#"{{"a":{}}}"#, nested(15))).is_ok());
+        assert!(check_metadata_content(&format!(r#"{{"a":{}}}"#, nested(16))).is_err());
+        assert!(check_metadata_content(r#"{"a":"\ud83d\ude00"}"#).is_ok());
+        for lone in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+        ] {
+            assert!(check_metadata_content(lone).is_err(), "{lone}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod fuzz {
     use actix_web::ResponseError;
     use proptest::prelude::*;
 
     use super::*;
-
-    fn check_webhook(body: &[u8]) -> Result<(), ApiError> {
-        let request: WebhookRequest = body::parse_json(body)?;
-        if !valid_user_id(&request.recipient_id) {
-            return Err(ApiError::InvalidField("recipientId".into()));
-        }
-        validate(
-            request.kind.as_deref(),
-            request.title.as_deref(),
-            &request.message,
-            request.link.as_deref(),
-            request.metadata.as_deref(),
-        )
-        .map(|_| ())
-    }
-
-    fn check_send(body: &[u8]) -> Result<(), ApiError> {
-        let request: SendRequest = body::parse_json(body)?;
-        validate(
-            request.kind.as_deref(),
-            Some(&request.title),
-            &request.message,
-            request.link.as_deref(),
-            request.metadata.as_deref(),
-        )
-        .map(|_| ())
-    }
 
     fn field() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -364,6 +436,9 @@ mod fuzz {
             Just("{}".to_string()),
             Just("{\"a\":[1,{\"b\":null}]}".to_string()),
             any::<i64>().prop_map(|n| n.to_string()),
+            (0usize..40).prop_map(|d| format!(r#"{{"a":{}{}}}"#, "[".repeat(d), "]".repeat(d))),
+            r#"\\u[dD][0-9a-fA-F]{3}( |\\u[dD][0-9a-fA-F]{3})?"#
+                .prop_map(|escapes| format!(r#"{{"s":"{escapes}"}}"#)),
             ".{0,300}".prop_map(|s| serde_json::Value::from(s).to_string()),
         ]
     }
@@ -373,8 +448,8 @@ mod fuzz {
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = check_webhook(&bytes);
-            let _ = check_send(&bytes);
+            let _ = check_webhook_body(&bytes);
+            let _ = check_send_body(&bytes);
         }
 
         #[test]
@@ -385,15 +460,20 @@ mod fuzz {
             let webhook = format!(
                 r#"{{"recipientId":{recipient},"message":{message},"title":{title},"type":{kind},"link":{link},"metadata":{metadata},"apiKey":{api_key}}}"#
             );
-            match check_webhook(webhook.as_bytes()) {
+            match check_webhook_body(webhook.as_bytes()) {
                 Ok(()) => {}
                 Err(error) => prop_assert!(error.status_code().is_client_error(), "{error:?}"),
             }
             let send = format!(
                 r#"{{"recipients":[{recipient}],"message":{message},"title":{title},"type":{kind},"link":{link},"metadata":{metadata}}}"#
             );
-            match check_send(send.as_bytes()) {
-                Ok(()) => {}
+            match check_send_body(send.as_bytes()) {
+                Ok(()) => {
+                    // What is accepted, MariaDB's JSON check accepts too: no
+                    // lone surrogates, at most 31 levels.
+                    prop_assert!(serde_json::from_str::<serde_json::Value>(&metadata).is_ok());
+                    prop_assert!(json_depth(&metadata) <= MAX_METADATA_DEPTH);
+                }
                 Err(error) => prop_assert!(error.status_code().is_client_error(), "{error:?}"),
             }
         }

@@ -41,6 +41,29 @@ async fn v1_stores_one_row_per_recipient_and_publishes_each() {
     assert_eq!(&feed.body["notifications"][0], n);
 }
 
+/// The deepest nesting allowed, escaped and raw non-ASCII text: stored and
+/// delivered exactly as sent.
+#[actix_web::test]
+async fn metadata_at_the_limits_is_stored_exactly() {
+    let app = TestApp::spawn().await;
+    let mut alice = app.subscribe("alice").await;
+    let metadata = format!(
+        r#"{{"deep":{}1{},"escaped":"\ud83d\ude00 \u00e9","raw":"😀 é"}}"#,
+        "[".repeat(15),
+        "]".repeat(15)
+    );
+    let body =
+        format!(r#"{{"recipients":["alice"],"title":"t","message":"m","metadata":{metadata}}}"#);
+    let reply = app.send("/v1/notifications", &body).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let sent: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(alice.next().await["notification"]["metadata"], sent);
+    let feed = app.as_user("alice", "GET", "/api/notifications").await;
+    assert_eq!(feed.body["notifications"][0]["metadata"], sent);
+    assert_eq!(sent["raw"], "😀 é");
+    assert_eq!(sent["escaped"], sent["raw"]);
+}
+
 #[actix_web::test]
 async fn a_thousand_recipients_go_in_one_call() {
     let app = TestApp::spawn().await;
@@ -109,6 +132,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let long_title = "x".repeat(256);
     let too_many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
     let huge = json!({"recipients": ["alice"], "title": "t", "message": "x".repeat(70_000)});
+    let long_message =
+        json!({"recipients": ["alice"], "title": "t", "message": "x".repeat(10_001)});
+    let long_link = json!({"recipients": ["alice"], "title": "t", "message": "m",
+        "link": format!("https://example.com/{}", "x".repeat(2_030))});
+    let long_type =
+        json!({"recipients": ["alice"], "title": "t", "message": "m", "type": "x".repeat(65)});
+    let big_metadata = json!({"recipients": ["alice"], "title": "t", "message": "m",
+        "metadata": {"blob": "x".repeat(16 * 1024)}});
+    let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    let too_deep_metadata = format!(
+        r#"{{"recipients":["alice"],"title":"t","message":"m","metadata":{{"a":{}}}}}"#,
+        nested(16)
+    );
+    let deep = format!(
+        r#"{{"recipients":["alice"],"title":"t","message":"m","metadata":{{"a":{}{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
         (
             "/v1/notifications",
@@ -209,6 +250,55 @@ async fn bad_input_is_refused_and_changes_nothing() {
         (
             "/v1/notifications",
             r#"{"recipients":["alice"],"title":"t","message":"m","metadata":"s"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            long_message.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            long_link.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            long_type.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            big_metadata.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            deep,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            too_deep_metadata,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/v1/notifications",
+            r#"{"recipients":["alice"],"title":"t","message":"m","metadata":{"s":"\ud800"}}"#
+                .into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "/webhook/notify",
+            r#"{"recipientId":"alice","message":"m","metadata":{"s":"\udc00 alone"}}"#.into(),
             StatusCode::BAD_REQUEST,
             "invalid_field",
         ),
