@@ -51,6 +51,8 @@ pub enum ApiError {
     InvalidWebhookId,
     #[error("a webhook with this webhook-id was already accepted")]
     WebhookReplayed,
+    #[error("this origin, method or header is not allowed to call from a browser (CORS_ALLOWED_ORIGINS)")]
+    CorsRefused,
     #[error("not found")]
     NotFound,
     #[error("too many requests, retry in {0} s")]
@@ -83,6 +85,7 @@ impl ApiError {
             ApiError::InvalidWebhookTimestamp => "invalid_webhook_timestamp",
             ApiError::InvalidWebhookId => "invalid_webhook_id",
             ApiError::WebhookReplayed => "webhook_replayed",
+            ApiError::CorsRefused => "cors_refused",
             ApiError::NotFound => "not_found",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "service_unavailable",
@@ -112,6 +115,7 @@ impl ResponseError for ApiError {
             | ApiError::TokenRevoked
             | ApiError::InvalidSignature(_)
             | ApiError::InvalidWebhookTimestamp => StatusCode::UNAUTHORIZED,
+            ApiError::CorsRefused => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

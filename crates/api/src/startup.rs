@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
-use actix_web::middleware::Condition;
-use actix_web::{web, App, HttpServer};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer, ResponseError};
 use anyhow::Context;
 use notify_auth::JwtVerifier;
 use notify_bus::Publisher;
@@ -116,6 +118,7 @@ impl Application {
                     !cors_origins.is_empty(),
                     cors(&cors_origins),
                 ))
+                .wrap(ErrorHandlers::new().handler(StatusCode::BAD_REQUEST, cors_refusal))
                 .wrap(notify_service::http::security_headers())
                 .app_data(state.clone())
                 .configure(routes::configure)
@@ -160,10 +163,14 @@ impl Application {
 
 /// Browsers on these origins may call the api (the feed endpoints, with a
 /// user token); every other origin gets no CORS headers.
+/// Browsers enforce CORS; the server only decides which origins get the
+/// headers. Requests from other origins are served without them (non-browser
+/// clients send any `Origin`), and a refused preflight is answered below.
 fn cors(origins: &[String]) -> Cors {
     origins
         .iter()
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .block_on_origin_mismatch(false)
         .allowed_methods(["GET", "POST", "PUT", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,
@@ -171,4 +178,22 @@ fn cors(origins: &[String]) -> Cors {
             header::HeaderName::from_static("idempotency-key"),
         ])
         .max_age(3600)
+}
+
+/// actix-cors refuses a preflight with a plain-text 400; give it our JSON
+/// error instead. Only preflights: every other 400 is already ours.
+fn cors_refusal<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let request = res.request();
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if !preflight {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let (request, _) = res.into_parts();
+    let response = crate::error::ApiError::CorsRefused.error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, response).map_into_right_body(),
+    ))
 }

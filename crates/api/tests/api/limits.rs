@@ -144,7 +144,8 @@ async fn cors_answers_only_configured_origins() {
     );
     let other = preflight("https://evil.example.com").await;
     assert!(other.headers.get("access-control-allow-origin").is_none());
-    assert!(!other.status.is_success(), "{}", other.status);
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!(other.code(), "cors_refused");
 
     let auth = &format!("Bearer {}", app.token("alice"));
     let get = move |origin: &'static str| async move {
@@ -162,8 +163,25 @@ async fn cors_answers_only_configured_origins() {
         reply.headers.get("access-control-allow-origin").unwrap(),
         ALLOWED
     );
+    // Another origin's request is served without CORS headers, so a browser
+    // does not hand the answer to that page; non-browser clients are unaffected.
     let reply = get("https://evil.example.com").await;
+    assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.headers.get("access-control-allow-origin").is_none());
+    // An allowed origin asking for a method that is not offered.
+    let patch = app
+        .request(
+            "OPTIONS",
+            "/api/notifications",
+            &[
+                ("origin", ALLOWED),
+                ("access-control-request-method", "PATCH"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::FORBIDDEN);
+    assert_eq!(patch.code(), "cors_refused");
 
     // Without configured origins no response carries CORS headers.
     let closed = TestApp::spawn().await;
