@@ -67,3 +67,34 @@ impl Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_forgets_keys_back_to_a_full_burst_and_keeps_the_limited() {
+        let fast = Rate {
+            per_second: 1_000_000,
+            burst: 1,
+        };
+        let slow = Rate {
+            per_second: 1,
+            burst: 1,
+        };
+        let limits = Limits::new(fast, slow);
+        for i in 0..10_000 {
+            limits.check_key(&format!("key-{i}")).unwrap();
+        }
+        limits.check_user(&"alice".to_string()).unwrap();
+        assert!(limits.check_user(&"alice".to_string()).is_err());
+        assert_eq!(limits.keys.len(), 10_000);
+        // A fast key is back to a full burst within a microsecond; the slow
+        // user needs a second.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        limits.prune();
+        assert_eq!(limits.keys.len(), 0);
+        assert_eq!(limits.users.len(), 1);
+        assert!(limits.check_user(&"alice".to_string()).is_err());
+    }
+}

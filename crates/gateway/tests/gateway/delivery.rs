@@ -110,11 +110,19 @@ async fn answers_pings_and_refuses_bad_frames_without_closing() {
         notify_testkit::ws::Received::Pong(b"hi".to_vec())
     );
 
+    let too_many_ids = json!({"type": "read", "ids": (1..=1001).collect::<Vec<u64>>()}).to_string();
+    let deep = format!(
+        r#"{{"type":"read","ids":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
     for (frame, code) in [
         ("{not json", "malformed_frame"),
         (r#"{"type":"dance"}"#, "unknown_type"),
         (r#"{"type":"read","ids":"all"}"#, "invalid_frame"),
         (r#"{"type":"read","ids":[]}"#, "invalid_frame"),
+        (&too_many_ids, "invalid_frame"),
+        (&deep, "invalid_frame"),
         (r#"{"type":"auth","token":"x"}"#, "invalid_frame"),
     ] {
         client.send(frame).await;
