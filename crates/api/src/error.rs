@@ -141,7 +141,9 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        let response =
+            response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}));
+        notify_service::refusals::mark(response, self.code())
     }
 }
 

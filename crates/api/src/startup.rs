@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::dev::Service;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
@@ -90,6 +91,7 @@ impl Application {
             webhook_secrets: config.webhook_secrets.clone(),
             token_max_lifetime: config.token_max_lifetime,
             limits: Limits::new(config.per_key, config.per_user),
+            refusals: Default::default(),
         });
         let pruned = state.clone();
         let pruner = tokio::spawn(async move {
@@ -103,6 +105,7 @@ impl Application {
                     retried = stats.retried.load(Ordering::Relaxed),
                     failed = stats.failed.load(Ordering::Relaxed),
                     dropped = stats.dropped.load(Ordering::Relaxed),
+                    refusals = %pruned.refusals.summary(),
                     "publish stats"
                 );
             }
@@ -113,7 +116,17 @@ impl Application {
         let port = listener.local_addr()?.port();
         let cors_origins = config.cors_origins.clone();
         let mut server = HttpServer::new(move || {
+            let counted = state.clone();
             App::new()
+                .wrap_fn(move |req, service| {
+                    let response = service.call(req);
+                    let counted = counted.clone();
+                    async move {
+                        let response = response.await?;
+                        notify_service::refusals::count(&counted.refusals, &response);
+                        Ok(response)
+                    }
+                })
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
                     cors(&cors_origins),

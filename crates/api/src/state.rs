@@ -2,6 +2,8 @@
 
 use notify_auth::{ApiKeys, JwtVerifier, WebhookSecrets};
 
+use notify_service::refusals::Counters;
+
 use crate::batcher::Batcher;
 use crate::limits::Limits;
 use notify_bus::{Publisher, RedisPool};
@@ -19,6 +21,8 @@ pub struct AppState {
     pub webhook_secrets: WebhookSecrets,
     pub token_max_lifetime: std::time::Duration,
     pub limits: Limits,
+    /// Refused requests by error code, for `/metrics` and the stats log.
+    pub refusals: Counters,
 }
 
 impl AppState {

@@ -20,6 +20,7 @@ use governor::DefaultKeyedRateLimiter;
 use notify_auth::{AuthError, Claims, JwtVerifier};
 use notify_bus::{revocation, Publisher, RedisPool};
 use notify_protocol::{ChannelNames, Event};
+use notify_service::refusals::Counters;
 use notify_store::{DbPool, Notification};
 use tokio::sync::Semaphore;
 
@@ -66,6 +67,11 @@ pub struct Node {
     pub connects: DefaultKeyedRateLimiter<IpAddr>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Refused upgrades and frames by error code, for `/metrics` and the
+    /// stats log.
+    pub refusals: Counters,
+    /// Connections the node closed, by close reason.
+    pub closes: Counters,
 }
 
 /// Counts a socket as open on the node for as long as it lives.
@@ -208,12 +214,13 @@ pub async fn run(
         None => match Box::pin(authenticate(&node, &mut session, &mut stream)).await {
             Ok(claims) => claims,
             Err(End::Gone) => return,
-            Err(End::Close(code, reason)) => return close(session, code, reason).await,
+            Err(End::Close(code, reason)) => return close(&node, session, code, reason).await,
         },
     };
     let user = std::mem::take(&mut claims.sub);
     if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
         return close(
+            &node,
             session,
             CloseCode::Policy,
             "too many connections for this user",
@@ -249,7 +256,7 @@ pub async fn run(
         .await
         {
             if let End::Close(code, reason) = end {
-                close(session, code, reason).await;
+                close(&node, session, code, reason).await;
             }
             return;
         }
@@ -262,7 +269,7 @@ pub async fn run(
     };
     match serve(&node, who, &outbox, &mut session, &mut stream, &mut sent).await {
         End::Gone => {}
-        End::Close(code, reason) => close(session, code, reason).await,
+        End::Close(code, reason) => close(&node, session, code, reason).await,
     }
 }
 
@@ -410,6 +417,7 @@ async fn serve(
                             return End::Close(CloseCode::Policy, "too many frames");
                         }
                         (over_budget == 1).then(|| {
+                            node.refusals.add("rate_limited");
                             Reply::Text(frames::error("rate_limited", "too many frames, slow down"))
                         })
                     }
@@ -440,6 +448,7 @@ async fn serve(
                         if invalid_frames > limits.max_invalid_frames {
                             return End::Close(CloseCode::Policy, "too many invalid frames");
                         }
+                        node.refusals.add(error.code());
                         frames::error(error.code(), &error.to_string())
                     }
                 };
@@ -625,7 +634,8 @@ fn protocol_end(error: &ProtocolError) -> End {
     }
 }
 
-async fn close(session: Session, code: CloseCode, reason: &str) {
+async fn close(node: &Node, session: Session, code: CloseCode, reason: &'static str) {
+    node.closes.add(reason);
     let reason = CloseReason {
         code,
         description: Some(reason.to_owned()),

@@ -15,11 +15,15 @@ use crate::connection::{self, Node, OpenSocket, Refusal};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
         .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready));
+        .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
 }
 
-pub fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
+/// A refusal before the upgrade, marked so that it is counted.
+pub fn error(status: StatusCode, code: &'static str, message: &str) -> HttpResponse {
+    let response =
+        HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}));
+    notify_service::refusals::mark(response, code)
 }
 
 #[derive(Deserialize)]
@@ -135,7 +139,7 @@ fn refused(refusal: Refusal) -> HttpResponse {
     }
 }
 
-fn unauthorized(code: &str, message: &str) -> HttpResponse {
+fn unauthorized(code: &'static str, message: &str) -> HttpResponse {
     let mut response = error(StatusCode::UNAUTHORIZED, code, message);
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
@@ -179,6 +183,61 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus text: connections, refusals by code, closes by reason.
+/// Served to the internal network only: nginx routes `/ws` alone.
+async fn metrics(node: web::Data<Node>) -> HttpResponse {
+    use notify_service::refusals::prometheus_value;
+    let (connections, users) = node.registry.counts();
+    let mut body = String::new();
+    for (metric, kind, help, value) in [
+        (
+            "notify_gateway_connections",
+            "gauge",
+            "Authenticated connections on this node.",
+            connections as u64,
+        ),
+        (
+            "notify_gateway_users",
+            "gauge",
+            "Distinct users connected to this node.",
+            users as u64,
+        ),
+        (
+            "notify_gateway_open_sockets",
+            "gauge",
+            "Sockets open on this node, authenticated or not.",
+            node.open.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "notify_gateway_events_received_total",
+            "counter",
+            "Events received from Redis.",
+            node.subscriber.received.load(Ordering::Relaxed),
+        ),
+        (
+            "notify_gateway_redis_reconnects_total",
+            "counter",
+            "Reconnections of the Redis subscriber.",
+            node.subscriber.reconnects.load(Ordering::Relaxed),
+        ),
+    ] {
+        body.push_str(&prometheus_value(metric, kind, help, value));
+    }
+    body.push_str(&node.refusals.prometheus(
+        "notify_gateway_refusals_total",
+        "code",
+        "Upgrades and frames refused, by error code.",
+    ));
+    body.push_str(&node.closes.prometheus(
+        "notify_gateway_closes_total",
+        "reason",
+        "Connections closed by the node, by close reason.",
+    ));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
 }
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy,

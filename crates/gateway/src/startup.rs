@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
 use notify_bus::Publisher;
 use notify_protocol::ChannelNames;
+use notify_service::refusals::Counters;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -97,12 +98,24 @@ impl Application {
             ),
             trusted_proxies: config.trusted_proxies.clone(),
             backfills: tokio::sync::Semaphore::new(config.database_pool_size.max(1)),
+            refusals: Counters::default(),
+            closes: Counters::default(),
         });
         let stats = tokio::spawn(log_stats(node.clone(), config.stats_interval));
 
         let data = web::Data::from(node.clone());
         let mut server = HttpServer::new(move || {
+            let counted = data.clone();
             App::new()
+                .wrap_fn(move |req, service| {
+                    let response = service.call(req);
+                    let counted = counted.clone();
+                    async move {
+                        let response = response.await?;
+                        notify_service::refusals::count(&counted.refusals, &response);
+                        Ok(response)
+                    }
+                })
                 .wrap(notify_service::http::security_headers())
                 .app_data(data.clone())
                 .configure(routes::configure)
@@ -208,6 +221,8 @@ async fn log_stats(node: Arc<Node>, every: Duration) {
             users,
             redis = node.subscriber.connected.load(Ordering::Relaxed),
             events_received = node.subscriber.received.load(Ordering::Relaxed),
+            refusals = %node.refusals.summary(),
+            closes = %node.closes.summary(),
             "gateway stats"
         );
     }

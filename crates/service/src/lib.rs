@@ -3,5 +3,6 @@
 
 pub mod healthcheck;
 pub mod http;
+pub mod refusals;
 pub mod settings;
 pub mod telemetry;

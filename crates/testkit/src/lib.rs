@@ -211,3 +211,12 @@ pub async fn slowloris(
     }
     unreachable!("the head is cycled forever")
 }
+
+/// The value of one series (`name{label="value"}`) in Prometheus text; 0
+/// when absent, as a counter that never moved.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a counter value"))
+        .unwrap_or(0)
+}

@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(health::metrics))
         .route("/v1/notifications", web::post().to(send::send_many))
         .route(
             "/v1/notifications/{id}",
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Unknown paths get the same JSON error shape as everything else.
 pub async fn not_found() -> Result<HttpResponse, InternalError<&'static str>> {
-    Ok(HttpResponse::NotFound()
-        .json(serde_json::json!({"error": {"code": "not_found", "message": "no such route"}})))
+    let response = HttpResponse::NotFound()
+        .json(serde_json::json!({"error": {"code": "not_found", "message": "no such route"}}));
+    Ok(notify_service::refusals::mark(response, "not_found"))
 }

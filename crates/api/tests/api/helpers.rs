@@ -89,6 +89,13 @@ impl TestApp {
         notify_testkit::token(user)
     }
 
+    /// One series of the api's `/metrics`.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let reply = self.request("GET", "/metrics", &[], None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        notify_testkit::metric(reply.body.as_str().expect("text"), series)
+    }
+
     pub async fn request(
         &self,
         method: &str,

@@ -340,6 +340,17 @@ async fn bad_input_is_refused_and_changes_nothing() {
         assert!(!reply.body["error"]["message"].as_str().unwrap().is_empty());
     }
     assert_eq!(app.rows().await, 0);
+    // Each refusal was counted under its code.
+    for code in [
+        "malformed_json",
+        "invalid_body",
+        "invalid_field",
+        "payload_too_large",
+    ] {
+        let expected = cases.iter().filter(|case| case.3 == code).count() as u64;
+        let series = format!("notify_api_refusals_total{{code=\"{code}\"}}");
+        assert_eq!(app.metric(&series).await, expected, "{code}");
+    }
 
     // Nothing was published for any of them: the next event on the channel
     // is the one sent now.

@@ -39,6 +39,14 @@ impl Gateway {
         WsClient::connect_as(&self.base, &token(user)).await
     }
 
+    /// One series of the node's `/metrics`.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let mut response = awc::Client::new().get(url).send().await.expect("metrics");
+        let body = response.body().await.expect("body");
+        notify_testkit::metric(&String::from_utf8_lossy(&body), series)
+    }
+
     /// Local connections the node holds, from `/ready`.
     pub async fn connections(&self) -> u64 {
         self.ready().await.1["connections"].as_u64().unwrap()

@@ -34,6 +34,17 @@ async fn a_frame_flood_is_warned_then_closed_and_others_keep_receiving() {
     assert_eq!(close, Received::Close(Some(1008), "too many frames".into()));
     let ids = cluster.notify(&["cal"], "unaffected").await;
     assert_eq!(calm.notification_id().await, ids[0]);
+    // Counted: one warning, one close.
+    assert_eq!(
+        g.metric(r#"notify_gateway_refusals_total{code="rate_limited"}"#)
+            .await,
+        1
+    );
+    assert_eq!(
+        g.metric(r#"notify_gateway_closes_total{reason="too many frames"}"#)
+            .await,
+        1
+    );
 }
 
 #[actix_web::test]
@@ -55,6 +66,11 @@ async fn a_full_node_and_a_user_over_the_cap_are_refused_before_the_upgrade() {
     let full = WsClient::connect(&format!("{}/ws", g.base), &[("authorization", &auth)]).await;
     assert_eq!(full.err(), Some(503));
     assert_eq!(g.connections().await, 3);
+    for (code, count) in [("too_many_connections", 1), ("node_full", 1)] {
+        let series = format!("notify_gateway_refusals_total{{code=\"{code}\"}}");
+        assert_eq!(g.metric(&series).await, count, "{code}");
+    }
+    assert_eq!(g.metric("notify_gateway_connections").await, 3);
 }
 
 #[actix_web::test]

@@ -1,0 +1,106 @@
+//! Counting refusals by their stable code (and closes by their reason), so
+//! an operator sees an attack or a misbehaving client in `GET /metrics` and
+//! in the periodic stats line, not only in individual log lines.
+//!
+//! A refusal response is marked with [`mark`]; the [`count`] hook, run
+//! around every request, counts the marked ones. Codes are `&'static str`,
+//! so the set of keys is bounded by the code, whatever clients send.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use actix_web::dev::ServiceResponse;
+use actix_web::HttpResponse;
+
+/// Occurrences per static key.
+#[derive(Default)]
+pub struct Counters {
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Counters {
+    pub fn add(&self, key: &'static str) {
+        // A poisoned lock only means another thread panicked mid-increment.
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(key).or_default() += 1;
+    }
+
+    pub fn get(&self, key: &str) -> u64 {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(key).copied().unwrap_or(0)
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `key=count` pairs for a log line.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for (key, count) in self.snapshot() {
+            let _ = write!(
+                out,
+                "{}{key}={count}",
+                if out.is_empty() { "" } else { " " }
+            );
+        }
+        out
+    }
+
+    /// Prometheus text lines: `{metric}{{{label}="key"}} count`.
+    pub fn prometheus(&self, metric: &str, label: &str, help: &str) -> String {
+        let mut out = format!("# HELP {metric} {help}\n# TYPE {metric} counter\n");
+        for (key, count) in self.snapshot() {
+            let _ = writeln!(out, "{metric}{{{label}=\"{key}\"}} {count}");
+        }
+        out
+    }
+}
+
+/// The code of a refusal, carried in the response's extensions.
+#[derive(Clone, Copy)]
+struct RefusalCode(&'static str);
+
+/// Marks `response` as the refusal `code`.
+pub fn mark(mut response: HttpResponse, code: &'static str) -> HttpResponse {
+    response.extensions_mut().insert(RefusalCode(code));
+    response
+}
+
+/// Counts `response` if it is a marked refusal.
+pub fn count<B>(counters: &Counters, response: &ServiceResponse<B>) {
+    if let Some(RefusalCode(code)) = response.response().extensions().get::<RefusalCode>() {
+        counters.add(code);
+    }
+}
+
+/// One Prometheus gauge or counter line with its help and type.
+pub fn prometheus_value(metric: &str, kind: &str, help: &str, value: u64) -> String {
+    format!("# HELP {metric} {help}\n# TYPE {metric} {kind}\n{metric} {value}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_render_for_logs_and_prometheus() {
+        let counters = Counters::default();
+        counters.add("rate_limited");
+        counters.add("invalid_token");
+        counters.add("rate_limited");
+        assert_eq!(counters.get("rate_limited"), 2);
+        assert_eq!(counters.get("other"), 0);
+        assert_eq!(counters.summary(), "invalid_token=1 rate_limited=2");
+        let text = counters.prometheus("x_total", "code", "refusals");
+        assert!(
+            text.contains("x_total{code=\"rate_limited\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.starts_with("# HELP x_total refusals\n# TYPE x_total counter\n"));
+    }
+}
