@@ -5,6 +5,7 @@ mod auth;
 mod delivery;
 mod faults;
 mod helpers;
+mod idp;
 mod limits;
 mod logs;
 mod resilience;
