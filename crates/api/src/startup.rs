@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::dev::Service;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer, ResponseError};
 use anyhow::Context;
 use notify_auth::JwtVerifier;
 use notify_bus::Publisher;
 use notify_protocol::ChannelNames;
+use notify_service::refusals::count_refusals;
 use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;
@@ -115,25 +115,18 @@ impl Application {
             TcpListener::bind(config.addr).with_context(|| format!("binding {}", config.addr))?;
         let port = listener.local_addr()?.port();
         let cors_origins = config.cors_origins.clone();
+        let refusals = web::Data::from(state.refusals.clone());
         let mut server = HttpServer::new(move || {
-            let counted = state.clone();
             App::new()
-                .wrap_fn(move |req, service| {
-                    let response = service.call(req);
-                    let counted = counted.clone();
-                    async move {
-                        let response = response.await?;
-                        notify_service::refusals::count(&counted.refusals, &response);
-                        Ok(response)
-                    }
-                })
                 .wrap(Condition::new(
                     !cors_origins.is_empty(),
                     cors(&cors_origins),
                 ))
                 .wrap(ErrorHandlers::new().handler(StatusCode::BAD_REQUEST, cors_refusal))
                 .wrap(notify_service::http::security_headers())
+                .wrap(from_fn(count_refusals))
                 .app_data(state.clone())
+                .app_data(refusals.clone())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

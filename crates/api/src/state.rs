@@ -2,6 +2,8 @@
 
 use notify_auth::{ApiKeys, JwtVerifier, WebhookSecrets};
 
+use std::sync::Arc;
+
 use notify_service::refusals::Counters;
 
 use crate::batcher::Batcher;
@@ -22,7 +24,7 @@ pub struct AppState {
     pub token_max_lifetime: std::time::Duration,
     pub limits: Limits,
     /// Refused requests by error code, for `/metrics` and the stats log.
-    pub refusals: Counters,
+    pub refusals: Arc<Counters>,
 }
 
 impl AppState {

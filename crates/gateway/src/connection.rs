@@ -69,7 +69,7 @@ pub struct Node {
     pub trusted_proxies: Vec<IpAddr>,
     /// Refused upgrades and frames by error code, for `/metrics` and the
     /// stats log.
-    pub refusals: Counters,
+    pub refusals: Arc<Counters>,
     /// Connections the node closed, by close reason.
     pub closes: Counters,
 }

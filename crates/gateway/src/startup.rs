@@ -13,14 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
 use notify_bus::Publisher;
 use notify_protocol::ChannelNames;
-use notify_service::refusals::Counters;
+use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -98,26 +99,19 @@ impl Application {
             ),
             trusted_proxies: config.trusted_proxies.clone(),
             backfills: tokio::sync::Semaphore::new(config.database_pool_size.max(1)),
-            refusals: Counters::default(),
-            closes: Counters::default(),
+            refusals: Arc::default(),
+            closes: Default::default(),
         });
         let stats = tokio::spawn(log_stats(node.clone(), config.stats_interval));
 
         let data = web::Data::from(node.clone());
+        let refusals = web::Data::from(node.refusals.clone());
         let mut server = HttpServer::new(move || {
-            let counted = data.clone();
             App::new()
-                .wrap_fn(move |req, service| {
-                    let response = service.call(req);
-                    let counted = counted.clone();
-                    async move {
-                        let response = response.await?;
-                        notify_service::refusals::count(&counted.refusals, &response);
-                        Ok(response)
-                    }
-                })
                 .wrap(notify_service::http::security_headers())
+                .wrap(from_fn(count_refusals))
                 .app_data(data.clone())
+                .app_data(refusals.clone())
                 .configure(routes::configure)
                 .default_service(web::to(|| async {
                     routes::error(

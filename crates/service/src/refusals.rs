@@ -2,16 +2,19 @@
 //! an operator sees an attack or a misbehaving client in `GET /metrics` and
 //! in the periodic stats line, not only in individual log lines.
 //!
-//! A refusal response is marked with [`mark`]; the [`count`] hook, run
-//! around every request, counts the marked ones. Codes are `&'static str`,
+//! A refusal response is marked with [`mark`]; the [`count_refusals`]
+//! middleware, outermost in the app, counts the marked ones in the app's
+//! `web::Data<Counters>`. Codes are `&'static str`,
 //! so the set of keys is bounded by the code, whatever clients send.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use actix_web::dev::ServiceResponse;
-use actix_web::HttpResponse;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
 
 /// Occurrences per static key.
 #[derive(Default)]
@@ -71,11 +74,23 @@ pub fn mark(mut response: HttpResponse, code: &'static str) -> HttpResponse {
     response
 }
 
-/// Counts `response` if it is a marked refusal.
-pub fn count<B>(counters: &Counters, response: &ServiceResponse<B>) {
-    if let Some(RefusalCode(code)) = response.response().extensions().get::<RefusalCode>() {
+/// Middleware (`App::wrap(from_fn(count_refusals))`, wrapped last so that
+/// refusals made by other middleware count too).
+pub async fn count_refusals(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let counters = req.app_data::<web::Data<Counters>>().cloned();
+    let response = next.call(req).await?;
+    let code = response
+        .response()
+        .extensions()
+        .get::<RefusalCode>()
+        .copied();
+    if let (Some(counters), Some(RefusalCode(code))) = (counters, code) {
         counters.add(code);
     }
+    Ok(response)
 }
 
 /// One Prometheus gauge or counter line with its help and type.

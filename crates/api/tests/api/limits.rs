@@ -182,6 +182,11 @@ async fn cors_answers_only_configured_origins() {
         .await;
     assert_eq!(patch.status, StatusCode::FORBIDDEN);
     assert_eq!(patch.code(), "cors_refused");
+    assert_eq!(
+        app.metric(r#"notify_api_refusals_total{code="cors_refused"}"#)
+            .await,
+        2
+    );
 
     // Without configured origins no response carries CORS headers.
     let closed = TestApp::spawn().await;
