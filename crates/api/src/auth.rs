@@ -89,6 +89,8 @@ pub enum Credentials {
     Absent,
 }
 
+const NO_CREDENTIALS: &str = "send an API key as Authorization: Bearer <key> or X-Api-Key, or sign the request with webhook-id, webhook-timestamp and webhook-signature";
+
 impl Credentials {
     pub fn from_headers(req: &HttpRequest, state: &AppState) -> Result<Self, ApiError> {
         if let Some(signed) = Signed::from_headers(req)? {
@@ -98,6 +100,15 @@ impl Credentials {
             Some(key) => Credentials::Key(key),
             None => Credentials::Absent,
         })
+    }
+
+    /// Refuses a request that names no sender in its headers, before its
+    /// body is read (for endpoints that take no key in the body).
+    pub fn required(&self) -> Result<(), ApiError> {
+        match self {
+            Credentials::Absent => Err(ApiError::MissingCredentials(NO_CREDENTIALS)),
+            _ => Ok(()),
+        }
     }
 
     /// The sender, once the body is known, after its rate limit; for a
@@ -119,11 +130,7 @@ impl Credentials {
                     state.api_keys.verify(key).ok_or(ApiError::InvalidApiKey)?,
                     None,
                 ),
-                None => {
-                    return Err(ApiError::MissingCredentials(
-                        "send an API key as Authorization: Bearer <key> or X-Api-Key, or sign the request with webhook-id, webhook-timestamp and webhook-signature",
-                    ))
-                }
+                None => return Err(ApiError::MissingCredentials(NO_CREDENTIALS)),
             },
         };
         state.limits.check_key(&sender.0)?;

@@ -10,6 +10,9 @@ use crate::error::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The whole body must arrive within this time after the head, so a client
+/// trickling its body holds a worker's attention for this long at most.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn read(
     req: &HttpRequest,
@@ -25,14 +28,20 @@ pub async fn read(
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::InvalidBody(format!("could not read body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
+    let receive = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::InvalidBody(format!("could not read body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, receive)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT.as_secs()))??;
     Ok(body.freeze())
 }
 

@@ -12,7 +12,7 @@
 //! | `JWT_AUDIENCE` | unset | when set, tokens must carry this `aud` |
 //! | `WEBHOOK_API_KEYS` | required unless signing secrets are set | comma-separated keys for server-to-server calls |
 //! | `WEBHOOK_SIGNING_SECRETS` | unset | `name=whsec_<base64>` entries (comma or space separated; a name may repeat while rotating) for Standard Webhooks signatures |
-//! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest lifetime of a user token; a user disconnect refuses that user's older tokens for this long |
+//! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest validity of a user token: tokens whose `exp` is further away are refused; a user disconnect refuses that user's earlier tokens for this long |
 //! | `CORS_ALLOWED_ORIGINS` | unset | comma-separated origins whose browsers may call the feed endpoints; none when unset |
 //! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |
 //! | `API_WORKERS` | number of CPUs | HTTP worker threads |
@@ -43,8 +43,6 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub api_keys: ApiKeys,
     pub webhook_secrets: WebhookSecrets,
-    /// How long a user disconnect refuses the user's earlier tokens.
-    pub token_max_lifetime: Duration,
     /// Origins allowed to call from a browser (CORS); empty: none.
     pub cors_origins: Vec<String>,
     pub addr: SocketAddr,
@@ -74,9 +72,6 @@ impl Config {
             jwt: jwt_config()?,
             api_keys,
             webhook_secrets,
-            token_max_lifetime: Duration::from_secs(
-                parsed("TOKEN_MAX_LIFETIME_SECS")?.unwrap_or(86_400),
-            ),
             cors_origins: cors_origins(&optional("CORS_ALLOWED_ORIGINS").unwrap_or_default())?,
             addr: parsed("API_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
             workers: parsed("API_WORKERS")?,

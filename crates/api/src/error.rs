@@ -23,6 +23,8 @@ pub enum ApiError {
     TooManyRecipients(usize),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     #[error("{0}")]
     InvalidQuery(String),
     #[error("notification ids are positive integers")]
@@ -71,6 +73,7 @@ impl ApiError {
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::TooManyRecipients(_) => "too_many_recipients",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidId => "invalid_id",
             ApiError::InvalidIdempotencyKey => "invalid_idempotency_key",
@@ -106,6 +109,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidWebhookId
             | ApiError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::IdempotencyInProgress | ApiError::WebhookReplayed => StatusCode::CONFLICT,
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MissingCredentials(_)

@@ -47,6 +47,12 @@ async fn run() -> anyhow::Result<()> {
                 None => 24 * 3600,
             };
             let jwt = settings::jwt_config()?;
+            if ttl > jwt.max_lifetime.as_secs() {
+                bail!(
+                    "TTL_SECS must be at most TOKEN_MAX_LIFETIME_SECS ({})",
+                    jwt.max_lifetime.as_secs()
+                );
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();

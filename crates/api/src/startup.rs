@@ -80,16 +80,22 @@ impl Application {
             channels.clone(),
             config.write_concurrency,
         );
+        let jwt = JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?;
+        // Fetch a JWKS now so the first users do not wait for it; a provider
+        // that is down is asked again when a token needs it.
+        if let Err(error) = jwt.prefetch().await {
+            tracing::warn!(%error, "could not fetch the JWKS yet");
+        }
         let state = web::Data::new(AppState {
             db,
             batcher,
             redis,
             publisher,
             channels,
-            jwt: JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?,
+            jwt,
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
-            token_max_lifetime: config.token_max_lifetime,
+            token_max_lifetime: config.jwt.max_lifetime,
             limits: Limits::new(config.per_key, config.per_user),
             refusals: Default::default(),
         });

@@ -9,7 +9,7 @@
 //! checked when configured.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{
     decode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -67,7 +67,15 @@ pub struct JwtConfig {
     pub key: JwtKey,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Tokens valid for longer than this from now are refused, so a
+    /// revocation (kept this long) outlives every token it covers.
+    pub max_lifetime: Duration,
 }
+
+/// Default of [`JwtConfig::max_lifetime`]: one day.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Clock skew allowed on `exp` and `nbf` (the library's default).
+pub const LEEWAY_SECS: u64 = 60;
 
 impl JwtConfig {
     /// HS256 with `secret`, no issuer or audience.
@@ -76,6 +84,7 @@ impl JwtConfig {
             key: JwtKey::Secret(secret.into()),
             issuer: None,
             audience: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         }
     }
 }
@@ -106,6 +115,7 @@ pub struct JwtVerifier {
     keys: Arc<Keys>,
     /// Checks shared by every algorithm; the algorithm is set per key.
     base: Arc<Validation>,
+    max_lifetime: Duration,
 }
 
 impl JwtVerifier {
@@ -137,6 +147,7 @@ impl JwtVerifier {
         Ok(Self {
             keys: Arc::new(keys),
             base: Arc::new(base),
+            max_lifetime: config.max_lifetime,
         })
     }
 
@@ -167,6 +178,15 @@ impl JwtVerifier {
             }
         };
         if !valid_user_id(&claims.sub) {
+            return Err(AuthError::Invalid);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let longest = now
+            .saturating_add(self.max_lifetime.as_secs())
+            .saturating_add(LEEWAY_SECS);
+        if claims.exp > longest {
             return Err(AuthError::Invalid);
         }
         Ok(claims)
@@ -290,6 +310,7 @@ mod tests {
             },
             issuer: None,
             audience: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         })
         .unwrap()
     }
@@ -363,6 +384,18 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn refuses_tokens_valid_for_longer_than_the_maximum_lifetime() {
+        let v = verifier();
+        let day = DEFAULT_MAX_LIFETIME.as_secs();
+        let long = sign_hs256(b"secret", &claims("alice", now() + day + 3600)).unwrap();
+        assert_eq!(v.verify(&long).await.unwrap_err(), AuthError::Invalid);
+        let forever = sign_hs256(b"secret", &claims("alice", u64::MAX)).unwrap();
+        assert_eq!(v.verify(&forever).await.unwrap_err(), AuthError::Invalid);
+        let day_long = sign_hs256(b"secret", &claims("alice", now() + day)).unwrap();
+        assert_eq!(v.verify(&day_long).await.unwrap().sub, "alice");
+    }
+
+    #[actix_web::test]
     async fn checks_not_before() {
         let token = sign_with(
             Algorithm::HS256,
@@ -419,6 +452,7 @@ mod tests {
             },
             issuer: None,
             audience: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         })
         .is_err());
     }
@@ -498,6 +532,7 @@ mod tests {
             },
             issuer: None,
             audience: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         })
         .unwrap()
     }

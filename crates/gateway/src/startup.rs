@@ -75,10 +75,16 @@ impl Application {
             .run(stop_rx),
         );
 
+        let jwt = JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?;
+        // Fetch a JWKS now so the first users do not wait for it; a provider
+        // that is down is asked again when a token needs it.
+        if let Err(error) = jwt.prefetch().await {
+            tracing::warn!(%error, "could not fetch the JWKS yet");
+        }
         let node = Arc::new(Node {
             id: node_id,
             registry,
-            jwt: JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?,
+            jwt,
             db,
             redis,
             publisher,

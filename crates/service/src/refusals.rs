@@ -29,11 +29,6 @@ impl Counters {
         *counts.entry(key).or_default() += 1;
     }
 
-    pub fn get(&self, key: &str) -> u64 {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(key).copied().unwrap_or(0)
-    }
-
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
         self.counts
             .lock()
@@ -80,15 +75,16 @@ pub async fn count_refusals(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let counters = req.app_data::<web::Data<Counters>>().cloned();
     let response = next.call(req).await?;
     let code = response
         .response()
         .extensions()
         .get::<RefusalCode>()
         .copied();
-    if let (Some(counters), Some(RefusalCode(code))) = (counters, code) {
-        counters.add(code);
+    if let Some(RefusalCode(code)) = code {
+        if let Some(counters) = response.request().app_data::<web::Data<Counters>>() {
+            counters.add(code);
+        }
     }
     Ok(response)
 }
@@ -108,8 +104,8 @@ mod tests {
         counters.add("rate_limited");
         counters.add("invalid_token");
         counters.add("rate_limited");
-        assert_eq!(counters.get("rate_limited"), 2);
-        assert_eq!(counters.get("other"), 0);
+        assert_eq!(counters.snapshot().get("rate_limited"), Some(&2));
+        assert_eq!(counters.snapshot().get("other"), None);
         assert_eq!(counters.summary(), "invalid_token=1 rate_limited=2");
         let text = counters.prometheus("x_total", "code", "refusals");
         assert!(

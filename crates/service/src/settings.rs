@@ -34,6 +34,9 @@ where
         .transpose()
 }
 
+/// Longest `TOKEN_MAX_LIFETIME_SECS`: a year.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
 /// How user tokens are verified; exactly one key source must be set:
 ///
 /// - `JWT_SECRET`: HS256 with this shared secret (at least 16 bytes);
@@ -44,6 +47,8 @@ where
 ///   older than `JWT_JWKS_MAX_AGE_SECS` (3600).
 ///
 /// `JWT_ISSUER` and `JWT_AUDIENCE`, when set, must match `iss` and `aud`.
+/// Tokens valid for longer than `TOKEN_MAX_LIFETIME_SECS` (86400) from now
+/// are refused, so that revocations, kept that long, outlive them.
 pub fn jwt_config() -> anyhow::Result<JwtConfig> {
     let secret = optional("JWT_SECRET");
     let pem_file = optional("JWT_PUBLIC_KEY_FILE");
@@ -81,10 +86,15 @@ pub fn jwt_config() -> anyhow::Result<JwtConfig> {
         }
         _ => bail!("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS"),
     };
+    let max_lifetime = parsed("TOKEN_MAX_LIFETIME_SECS")?.unwrap_or(86_400);
+    if !(60..=MAX_TOKEN_LIFETIME_SECS).contains(&max_lifetime) {
+        bail!("TOKEN_MAX_LIFETIME_SECS must be 60 to {MAX_TOKEN_LIFETIME_SECS} seconds");
+    }
     let config = JwtConfig {
         key,
         issuer: optional("JWT_ISSUER"),
         audience: optional("JWT_AUDIENCE"),
+        max_lifetime: Duration::from_secs(max_lifetime),
     };
     // Refuse a bad key at start, not at the first connection.
     JwtVerifier::new(&config).map_err(anyhow::Error::msg)?;

@@ -48,7 +48,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut body = state.refusals.prometheus(
         "notify_api_refusals_total",
         "code",
-        "Requests refused, by error code.",
+        "Requests answered with an error (refusals, and 5xx failures), by error code.",
     );
     for (metric, help, value) in [
         (

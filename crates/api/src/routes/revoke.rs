@@ -5,7 +5,7 @@
 //! have expired anyway.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use notify_auth::jwt::valid_user_id;
+use notify_auth::jwt::{valid_user_id, LEEWAY_SECS};
 use notify_bus::revocation;
 use serde::Deserialize;
 use serde_json::json;
@@ -16,8 +16,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const MAX_JTI_CHARS: usize = 255;
-/// The validation leeway tokens get on `exp`: a revocation outlives it.
-const LEEWAY_SECS: u64 = 60;
 /// Longest a token revocation is kept, whatever `exp` it names.
 const MAX_REVOCATION_SECS: u64 = 366 * 24 * 3600;
 
@@ -34,7 +32,10 @@ pub async fn disconnect_user(
         ));
     }
     let now = crate::unix_now();
-    let ttl = state.token_max_lifetime.as_secs() + LEEWAY_SECS;
+    let ttl = state
+        .token_max_lifetime
+        .as_secs()
+        .saturating_add(LEEWAY_SECS);
     revocation::disconnect_user(&state.redis, &state.channels, &user, now, ttl)
         .await
         .map_err(redis_unavailable)?;

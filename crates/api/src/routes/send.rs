@@ -68,6 +68,7 @@ pub async fn send_many(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let credentials = Credentials::from_headers(&req, &state)?;
+    credentials.required()?;
     let idempotency_key = idempotency_key(&req)?;
     let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
     let (sender, once) = credentials.identify(&state, &raw, None)?;
@@ -390,8 +391,6 @@ async fn store(
     }
 }
 
-/// Any body at all is either accepted as a valid request or refused with an
-/// error; parsing and validation never panic.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,6 +419,8 @@ mod tests {
     }
 }
 
+/// Any body at all is either accepted as a valid request or refused with an
+/// error; parsing and validation never panic.
 #[cfg(test)]
 mod fuzz {
     use actix_web::ResponseError;
@@ -470,7 +471,7 @@ mod fuzz {
             match check_send_body(send.as_bytes()) {
                 Ok(()) => {
                     // What is accepted, MariaDB's JSON check accepts too: no
-                    // lone surrogates, at most 31 levels.
+                    // lone surrogates, and well under its 32 levels.
                     prop_assert!(serde_json::from_str::<serde_json::Value>(&metadata).is_ok());
                     prop_assert!(json_depth(&metadata) <= MAX_METADATA_DEPTH);
                 }

@@ -52,7 +52,6 @@ impl TestApp {
                 "billing={SIGNING_SECRET},billing={ROTATED_SECRET},crm={CRM_SECRET}"
             ))
             .unwrap(),
-            token_max_lifetime: Duration::from_secs(3600),
             cors_origins: Vec::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             workers: Some(1),

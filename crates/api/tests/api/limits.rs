@@ -118,6 +118,52 @@ async fn a_client_trickling_its_headers_is_dropped_while_others_are_served() {
     println!("a one-byte-a-second client was dropped after {held:?}");
 }
 
+/// A client that sends its head at once and then trickles the body gets
+/// 408 after 5 s; nothing is stored and others are served meanwhile.
+#[actix_web::test]
+async fn a_client_trickling_its_body_gets_408_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let body = r#"{"recipients":["alice"],"title":"t","message":"slow"}"#;
+    let head = format!(
+        "POST /v1/notifications HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut socket = tokio::net::TcpStream::connect(app.addr.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let slow = async {
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        for byte in body.bytes() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            let _ = socket.write_all(&[byte]).await;
+            match tokio::time::timeout(std::time::Duration::from_millis(500), socket.read(&mut buf))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.ends_with(b"}}") {
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let served = async {
+        app.notify(&["bob"], "meanwhile").await;
+    };
+    let (answer, ()) = tokio::join!(slow, served);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    assert_eq!(app.rows().await, 1);
+}
+
 #[actix_web::test]
 async fn cors_answers_only_configured_origins() {
     const ALLOWED: &str = "https://app.example.com";

@@ -85,7 +85,6 @@ impl Cluster {
             jwt: jwt(),
             api_keys: ApiKeys::parse(API_KEY),
             webhook_secrets: Default::default(),
-            token_max_lifetime: Duration::from_secs(3600),
             cors_origins: Vec::new(),
             addr: "127.0.0.1:0".parse().unwrap(),
             workers: Some(1),

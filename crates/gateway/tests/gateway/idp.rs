@@ -74,6 +74,7 @@ async fn identity_provider_tokens_are_verified_through_its_jwks() {
                 },
                 issuer: Some(ISSUER.into()),
                 audience: Some(AUDIENCE.into()),
+                max_lifetime: Duration::from_secs(3600),
             }
         })
         .await;
@@ -95,6 +96,14 @@ async fn identity_provider_tokens_are_verified_through_its_jwks() {
             idp_token(RSA_OTHER, "idp-key-2", claims("ivy", AUDIENCE)),
         ),
         (
+            "a token valid for longer than the maximum lifetime",
+            idp_token(
+                RSA_PRIVATE,
+                "idp-key-1",
+                json!({"sub": "ivy", "iss": ISSUER, "aud": AUDIENCE, "exp": now_secs() + 7200}),
+            ),
+        ),
+        (
             "another audience",
             idp_token(RSA_PRIVATE, "idp-key-1", claims("ivy", "billing")),
         ),
@@ -112,6 +121,6 @@ async fn identity_provider_tokens_are_verified_through_its_jwks() {
     assert_eq!(
         g.metric(r#"notify_gateway_refusals_total{code="invalid_token"}"#)
             .await,
-        4
+        5
     );
 }
