@@ -229,9 +229,9 @@ pub async fn run(
     }
     let connected_at = notify_store::now();
     let outbox = Arc::new(Outbox::default());
-    let registration = node
-        .registry
-        .register(&user, outbox.clone(), claims.jti.as_deref());
+    let registration =
+        node.registry
+            .register(&user, outbox.clone(), claims.jti.as_deref(), claims.iat);
     let _ = tokio::time::timeout(SUBSCRIBE_WAIT, async {
         while !outbox.is_subscribed() {
             outbox.changed().await;

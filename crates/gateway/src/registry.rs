@@ -8,9 +8,10 @@
 //! connects costs a handful of round trips, and a connect racing a
 //! disconnect of the same user always settles on the right state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytestring::ByteString;
 use tokio::sync::Notify;
@@ -24,6 +25,20 @@ struct Conn {
     /// A hash of its token's `jti` (0 for none), to find the connections a
     /// token revocation closes without keeping every token id around.
     token: u64,
+}
+
+/// How long announced revocations are remembered here: a connection whose
+/// check in Redis passed just before an announcement, but which registers
+/// just after it, is closed too.
+const RECENT_REVOCATIONS: Duration = Duration::from_secs(30);
+/// Bound on the remembered revocations, oldest dropped first.
+const MAX_RECENT_REVOCATIONS: usize = 10_000;
+
+enum Revocation {
+    /// Tokens of `user` issued up to `at` (Unix seconds).
+    User { user: Box<str>, at: u64 },
+    /// The token whose `jti` has this hash.
+    Token(u64),
 }
 
 #[derive(Default)]
@@ -40,6 +55,7 @@ pub struct Registry {
     next_id: AtomicU64,
     max_frames: usize,
     max_bytes: usize,
+    recent: Mutex<VecDeque<(Instant, Revocation)>>,
 }
 
 /// A connection's place in the registry; dropping it deregisters, so a
@@ -86,6 +102,7 @@ impl Registry {
             next_id: AtomicU64::new(1),
             max_frames,
             max_bytes,
+            recent: Mutex::default(),
         })
     }
 
@@ -94,8 +111,10 @@ impl Registry {
         user: &str,
         outbox: Arc<Outbox>,
         jti: Option<&str>,
+        iat: Option<u64>,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = token_hash(jti);
         let user = {
             let mut users = self.users();
             let key: Arc<str> = match users.get_key_value(user) {
@@ -112,11 +131,16 @@ impl Registry {
             }
             entry.conns.push(Conn {
                 id,
-                outbox,
-                token: token_hash(jti),
+                outbox: outbox.clone(),
+                token,
             });
             key
         };
+        // Checked after joining `users`: a revocation is remembered before
+        // its scan of `users`, so one or the other sees this connection.
+        if self.recently_revoked(&user, token, iat) {
+            outbox.close(CloseSignal::Revoked);
+        }
         Registration {
             registry: self.clone(),
             user,
@@ -230,6 +254,13 @@ impl Registry {
 
     /// Closes every local connection of `user` (1008); returns how many.
     pub fn disconnect_user(&self, user: &str) -> usize {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.remember(Revocation::User {
+            user: user.into(),
+            at,
+        });
         let users = self.users();
         let Some(entry) = users.get(user) else {
             return 0;
@@ -244,6 +275,7 @@ impl Registry {
     /// returns how many.
     pub fn revoke_token(&self, jti: &str) -> usize {
         let token = token_hash(Some(jti));
+        self.remember(Revocation::Token(token));
         let mut closed = 0;
         for entry in self.users().values() {
             for conn in entry.conns.iter().filter(|c| c.token == token) {
@@ -252,6 +284,36 @@ impl Registry {
             }
         }
         closed
+    }
+
+    fn recent(&self) -> MutexGuard<'_, VecDeque<(Instant, Revocation)>> {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        while recent
+            .front()
+            .is_some_and(|(when, _)| when.elapsed() > RECENT_REVOCATIONS)
+        {
+            recent.pop_front();
+        }
+        recent
+    }
+
+    fn remember(&self, revocation: Revocation) {
+        let mut recent = self.recent();
+        if recent.len() >= MAX_RECENT_REVOCATIONS {
+            recent.pop_front();
+        }
+        recent.push_back((Instant::now(), revocation));
+    }
+
+    fn recently_revoked(&self, user: &str, token: u64, iat: Option<u64>) -> bool {
+        self.recent()
+            .iter()
+            .any(|(_, revocation)| match revocation {
+                Revocation::User { user: u, at } => {
+                    &**u == user && iat.is_none_or(|iat| iat <= *at)
+                }
+                Revocation::Token(hash) => token != 0 && *hash == token,
+            })
     }
 
     /// (connections, users) held by this node.
@@ -273,8 +335,8 @@ mod tests {
     #[test]
     fn first_and_last_connection_mark_the_user_dirty() {
         let registry = Registry::new(10, 1000);
-        let a = registry.register("u", Arc::default(), None);
-        let b = registry.register("u", Arc::default(), None);
+        let a = registry.register("u", Arc::default(), None, None);
+        let b = registry.register("u", Arc::default(), None, None);
         assert_eq!(registry.take_dirty().len(), 1);
         drop(a);
         assert!(registry.take_dirty().is_empty());
@@ -290,9 +352,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), None),
-            registry.register("a", a2.clone(), None),
-            registry.register("b", b.clone(), None),
+            registry.register("a", a1.clone(), None, None),
+            registry.register("a", a2.clone(), None, None),
+            registry.register("b", b.clone(), None, None),
         ];
         assert_eq!(registry.deliver("a", &ByteString::from_static("x")), 2);
         assert!(matches!(a1.next(), Next::Send(_)));
@@ -306,9 +368,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), Some("t1")),
-            registry.register("a", a2.clone(), Some("t2")),
-            registry.register("b", b.clone(), Some("t3")),
+            registry.register("a", a1.clone(), Some("t1"), None),
+            registry.register("a", a2.clone(), Some("t2"), None),
+            registry.register("b", b.clone(), Some("t3"), None),
         ];
         assert_eq!(registry.revoke_token("t2"), 1);
         assert!(matches!(a2.next(), Next::Close(CloseSignal::Revoked)));
@@ -319,5 +381,29 @@ mod tests {
         assert_eq!(registry.disconnect_user("b"), 1);
         assert!(matches!(b.next(), Next::Close(CloseSignal::Revoked)));
         assert!(matches!(a1.next(), Next::Idle));
+    }
+
+    /// A connection checked in Redis just before a revocation was announced
+    /// but registered just after is closed at registration.
+    #[test]
+    fn connections_registering_after_a_revocation_are_closed() {
+        let registry = Registry::new(10, 1000);
+        registry.revoke_token("stolen");
+        registry.disconnect_user("mallory");
+        let (stolen, other, mallory, later): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) =
+            Default::default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let _r = [
+            registry.register("a", stolen.clone(), Some("stolen"), Some(now)),
+            registry.register("a", other.clone(), Some("kept"), Some(now)),
+            registry.register("mallory", mallory.clone(), None, Some(now - 10)),
+            registry.register("mallory", later.clone(), None, Some(now + 5)),
+        ];
+        assert!(matches!(stolen.next(), Next::Close(CloseSignal::Revoked)));
+        assert!(matches!(mallory.next(), Next::Close(CloseSignal::Revoked)));
+        assert!(matches!(other.next(), Next::Idle));
+        assert!(matches!(later.next(), Next::Idle));
     }
 }
