@@ -61,10 +61,17 @@ impl Jwks {
     /// The key for `kid` (or the only key, for tokens without one).
     pub async fn key(&self, kid: Option<&str>) -> Option<Key> {
         let (found, stale) = self.lookup(kid);
-        if found.is_some() && !stale {
-            return found;
-        }
-        self.refresh_unless_recent().await;
+        let fetching = match found {
+            Some(key) if !stale => return Some(key),
+            // A stale key: one request refreshes the cache, the others go on
+            // with the cached key instead of queueing behind a slow provider.
+            Some(key) => match self.fetching.try_lock() {
+                Ok(fetching) => fetching,
+                Err(_) => return Some(key),
+            },
+            None => self.fetching.lock().await,
+        };
+        self.refresh_unless_recent(fetching).await;
         self.lookup(kid).0
     }
 
@@ -80,8 +87,7 @@ impl Jwks {
         (found, stale)
     }
 
-    async fn refresh_unless_recent(&self) {
-        let _fetching = self.fetching.lock().await;
+    async fn refresh_unless_recent(&self, _fetching: tokio::sync::MutexGuard<'_, ()>) {
         let recent = {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
             cache
