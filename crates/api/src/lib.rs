@@ -16,10 +16,4 @@ pub mod state;
 pub use config::Config;
 pub use startup::Application;
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use notify_auth::unix_now;

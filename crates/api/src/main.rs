@@ -53,9 +53,7 @@ async fn run() -> anyhow::Result<()> {
                     jwt.max_lifetime.as_secs()
                 );
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
+            let now = notify_api::unix_now();
             let JwtKey::Secret(secret) = &jwt.key else {
                 bail!("the token command signs HS256 tokens only: set JWT_SECRET");
             };

@@ -9,7 +9,7 @@
 //! checked when configured.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{
     decode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -180,10 +180,7 @@ impl JwtVerifier {
         if !valid_user_id(&claims.sub) {
             return Err(AuthError::Invalid);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let longest = now
+        let longest = crate::unix_now()
             .saturating_add(self.max_lifetime.as_secs())
             .saturating_add(LEEWAY_SECS);
         if claims.exp > longest {

@@ -10,3 +10,11 @@ pub use api_key::{ApiKeyId, ApiKeys};
 pub use jsonwebtoken::Algorithm;
 pub use jwt::{AuthError, Claims, JwtConfig, JwtKey, JwtVerifier};
 pub use webhook::{SignatureError, SignedHeaders, WebhookSecrets};
+
+/// Seconds since the Unix epoch, the unit of `exp`, `iat` and webhook
+/// timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

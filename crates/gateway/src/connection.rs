@@ -471,11 +471,7 @@ async fn serve(
 
 /// When a token expiring at `exp` (Unix seconds) runs out.
 fn deadline(exp: u64) -> tokio::time::Instant {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(notify_auth::unix_now()))
 }
 
 /// Spends one inbound frame from the connection's budget, counting the

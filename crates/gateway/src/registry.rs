@@ -11,7 +11,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use notify_auth::unix_now;
 
 use bytestring::ByteString;
 use tokio::sync::Notify;
@@ -254,9 +256,7 @@ impl Registry {
 
     /// Closes every local connection of `user` (1008); returns how many.
     pub fn disconnect_user(&self, user: &str) -> usize {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let at = unix_now();
         self.remember(Revocation::User {
             user: user.into(),
             at,
@@ -392,9 +392,7 @@ mod tests {
         registry.disconnect_user("mallory");
         let (stolen, other, mallory, later): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) =
             Default::default();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now();
         let _r = [
             registry.register("a", stolen.clone(), Some("stolen"), Some(now)),
             registry.register("a", other.clone(), Some("kept"), Some(now)),
