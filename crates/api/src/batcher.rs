@@ -275,18 +275,19 @@ impl Flusher {
         };
         // Kept only after success: a failed connection may be broken.
         writer.conn = Some((conn, Instant::now()));
-        let count = rows.len();
-        for (i, (row, id)) in rows.iter().zip(ids).enumerate() {
-            let event = Event::Notification {
-                notification: row.stored(id).into_wire(),
-            };
-            self.publisher.publish_notification(
-                self.channels.user(row.user_id),
-                event.to_frame(),
-                token,
-                i + 1 == count,
-            );
-        }
+        let events = rows
+            .iter()
+            .zip(ids)
+            .map(|(row, id)| {
+                let event = Event::Notification {
+                    notification: row.stored(id).into_wire(),
+                };
+                (self.channels.user(row.user_id), event.to_frame())
+            })
+            .collect();
+        // Refused when the queue is full: the batch then stays in the
+        // outbox and the sweep publishes it.
+        self.publisher.publish_batch(token, events);
         Ok(bodies)
     }
 }

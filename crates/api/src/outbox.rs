@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use diesel_async::AsyncConnection;
-use notify_bus::{publish_now, RedisPool};
+use notify_bus::{publish_now, RedisPool, MAX_PIPELINE};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::{DbPool, Notification, StoreError, UnpublishedBatch};
 use tokio::sync::mpsc;
@@ -48,26 +48,33 @@ pub async fn forget_published(db: DbPool, mut published: mpsc::Receiver<Vec<u64>
     }
 }
 
-/// Sweeps forever, page after page while pages come back full.
+/// Sweeps forever: page after page while pages come back full and whole.
 pub async fn sweep(db: DbPool, redis: RedisPool, channels: ChannelNames, settings: Settings) {
     let mut tick = tokio::time::interval(settings.every);
     loop {
         tick.tick().await;
         loop {
             match sweep_page(&db, &redis, &channels, settings.min_age).await {
-                Ok((batches, notifications)) if batches > 0 => {
-                    tracing::info!(
-                        batches,
-                        notifications,
-                        "republished notifications whose events were never published"
-                    );
-                    if batches < SWEEP_PAGE as usize {
+                Ok(page) => {
+                    if page.batches > 0 {
+                        tracing::info!(
+                            batches = page.batches,
+                            notifications = page.notifications,
+                            "republished notifications whose events were never published"
+                        );
+                    }
+                    if let Some(error) = page.failed {
+                        // What was published is forgotten; the rest waits
+                        // for the next round.
+                        tracing::warn!(%error, "sweep could not republish a batch, retrying later");
+                        break;
+                    }
+                    if page.locked < SWEEP_PAGE as usize {
                         break;
                     }
                 }
-                Ok(_) => break,
                 Err(error) => {
-                    tracing::debug!(%error, "sweep skipped");
+                    tracing::warn!(%error, "sweep skipped");
                     break;
                 }
             }
@@ -75,39 +82,93 @@ pub async fn sweep(db: DbPool, redis: RedisPool, channels: ChannelNames, setting
     }
 }
 
+/// What one page of the sweep did.
+struct Page {
+    /// Due batches this page locked.
+    locked: usize,
+    /// Batches republished (or dropped as too old) and deleted.
+    batches: usize,
+    notifications: usize,
+    /// Why the page stopped early, if it did.
+    failed: Option<String>,
+}
+
 async fn sweep_page(
     db: &DbPool,
     redis: &RedisPool,
     channels: &ChannelNames,
     min_age: Duration,
-) -> Result<(usize, usize), StoreError> {
+) -> Result<Page, StoreError> {
     let mut conn = notify_store::pool::get(db).await?;
     let now = notify_store::now();
     let before = now - TimeDelta::from_std(min_age).unwrap_or(TimeDelta::seconds(10));
     conn.transaction(async |conn| {
         let due = UnpublishedBatch::lock_due(conn, before, SWEEP_PAGE).await?;
-        if due.is_empty() {
-            return Ok((0, 0));
+        let mut page = Page {
+            locked: due.len(),
+            batches: 0,
+            notifications: 0,
+            failed: None,
+        };
+        let mut done = Vec::with_capacity(due.len());
+        for batch in &due {
+            if batch.created_at >= now - SWEEP_MAX_AGE {
+                match republish(conn, redis, channels, batch).await? {
+                    Ok(count) => page.notifications += count,
+                    Err(error) => {
+                        page.failed = Some(error);
+                        break;
+                    }
+                }
+            }
+            done.push(batch.first_id);
         }
-        let mut events = Vec::new();
-        for batch in due.iter().filter(|b| b.created_at >= now - SWEEP_MAX_AGE) {
-            for n in Notification::range(conn, batch.first_id, batch.last_id).await? {
+        // Batches published before a failure are forgotten in any case:
+        // each page makes progress.
+        if !done.is_empty() {
+            UnpublishedBatch::delete(conn, &done).await?;
+        }
+        page.batches = done.len();
+        Ok::<_, StoreError>(page)
+    })
+    .await
+}
+
+/// Publishes one batch's notifications, reading and sending them a
+/// pipeline at a time so a batch of thousands of large rows neither sits in
+/// memory whole nor becomes one pipeline Redis answers too slowly. The
+/// outer error is MySQL's, the inner Redis's.
+async fn republish(
+    conn: &mut diesel_async::AsyncMysqlConnection,
+    redis: &RedisPool,
+    channels: &ChannelNames,
+    batch: &UnpublishedBatch,
+) -> Result<Result<usize, String>, StoreError> {
+    let mut count = 0;
+    let mut first = batch.first_id;
+    while first <= batch.last_id {
+        let last = batch.last_id.min(first + MAX_PIPELINE as u64 - 1);
+        let events: Vec<(String, String)> = Notification::range(conn, first, last)
+            .await?
+            .into_iter()
+            .map(|n| {
                 let channel = channels.user(&n.user_id);
                 let frame = Event::Notification {
                     notification: n.into_wire(),
                 }
                 .to_frame();
-                events.push((channel, frame));
+                (channel, frame)
+            })
+            .collect();
+        if !events.is_empty() {
+            if let Err(error) =
+                publish_now(redis, events.iter().map(|(c, p)| (c.as_str(), p.as_str()))).await
+            {
+                return Ok(Err(error));
             }
         }
-        if !events.is_empty() {
-            publish_now(redis, events.iter().map(|(c, p)| (c.as_str(), p.as_str())))
-                .await
-                .map_err(StoreError::Unavailable)?;
-        }
-        let ids: Vec<u64> = due.iter().map(|b| b.first_id).collect();
-        UnpublishedBatch::delete(conn, &ids).await?;
-        Ok::<_, StoreError>((ids.len(), events.len()))
-    })
-    .await
+        count += events.len();
+        first = last + 1;
+    }
+    Ok(Ok(count))
 }

@@ -16,7 +16,7 @@ use actix_web::middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandl
 use actix_web::{web, App, HttpServer, ResponseError};
 use anyhow::Context;
 use notify_auth::JwtVerifier;
-use notify_bus::Publisher;
+use notify_bus::{Publisher, QueueLimits};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::task::JoinHandle;
@@ -29,8 +29,11 @@ use crate::routes;
 use crate::state::AppState;
 
 /// Events that may wait for Redis before new ones are dropped (they stay in
-/// MySQL either way).
-const PUBLISH_QUEUE: usize = 65_536;
+/// MySQL either way, and new notifications in the outbox).
+const PUBLISH_QUEUE: QueueLimits = QueueLimits {
+    entries: 65_536,
+    bytes: 64 << 20,
+};
 
 pub struct Application {
     port: u16,

@@ -19,7 +19,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
-use notify_bus::Publisher;
+use notify_bus::{Publisher, QueueLimits};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
@@ -58,7 +58,8 @@ impl Application {
         let db_for_acks = db.clone();
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
-        let (publisher, _publisher_task) = Publisher::start(redis.clone(), 4096);
+        let (publisher, _publisher_task) =
+            Publisher::start(redis.clone(), QueueLimits::new(4096, 16 << 20));
         let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
         let channels = ChannelNames::new(config.channel_prefix.clone());

@@ -2,6 +2,7 @@
 //! private Redis servers, a TCP forwarder that can simulate an outage, and a
 //! WebSocket client. Everything talks to real services over real sockets.
 
+pub mod fault_proxy;
 pub mod outage;
 pub mod process;
 pub mod redis_server;

@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod limits;
 mod logs;
+mod publish;
 mod revoke;
 mod send;
 mod signed;
