@@ -49,7 +49,13 @@ async fn collect_until_all(
 #[actix_web::test]
 async fn a_batch_partly_given_up_is_republished_whole() {
     let proxy = FaultProxy::redis().await;
-    let app = TestApp::spawn_with(|c| c.redis_url = proxy.redis_url()).await;
+    let app = TestApp::spawn_with(|c| {
+        c.redis_url = proxy.redis_url();
+        // Well after the publisher gives up (about 3 s of retries), so
+        // only a batch still in the outbox is republished.
+        c.sweep_min_age = Duration::from_secs(8);
+    })
+    .await;
     let mut events = notification_ids(&app.prefix).await;
     // Every attempt at the first pipeline is cut.
     proxy.cut_connections_sending("PUBLISH", 5);
