@@ -8,5 +8,7 @@ pub mod replay;
 pub mod revocation;
 
 pub use pool::{build_pool, ping, BusError, RedisPool};
-pub use publisher::{publish_now, PublishStats, PublishedBatches, Publisher, QueueLimits, MAX_PIPELINE};
+pub use publisher::{
+    publish_now, PublishStats, PublishedBatches, Publisher, QueueLimits, MAX_PIPELINE,
+};
 pub use revocation::Revoked;

@@ -215,7 +215,11 @@ async fn send_entries(pool: &RedisPool, entries: &[Entry], stats: &PublishStats)
 }
 
 /// Publishes one pipeline, retrying with backoff; false when given up.
-async fn send_with_retries(pool: &RedisPool, pipeline: &[(&str, &str)], stats: &PublishStats) -> bool {
+async fn send_with_retries(
+    pool: &RedisPool,
+    pipeline: &[(&str, &str)],
+    stats: &PublishStats,
+) -> bool {
     let count = pipeline.len() as u64;
     let mut attempt = 1;
     loop {

@@ -24,6 +24,7 @@
 //! | `DRAIN_BATCH` | `500` | connections closed per step while draining |
 //! | `DRAIN_INTERVAL_MS` | `100` | pause between draining steps |
 //! | `REDIS_PING_SECS` | `15` | how often the subscriber connection is checked |
+//! | `PUBLISH_LAG_SECS` | `15` | how long an event may trail its notification's `created_at` (api batching and publish retries); catch-ups reach back this far |
 //! | `STATS_INTERVAL_SECS` | `60` | how often connection counts are logged |
 //! | `GATEWAY_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `4` | MySQL connections per node |
@@ -112,6 +113,8 @@ pub struct Config {
     pub drain: Drain,
     pub stats_interval: Duration,
     pub redis_ping_every: Duration,
+    /// How long an event may trail its notification's `created_at`.
+    pub publish_lag: Duration,
     pub workers: Option<usize>,
     pub database_pool_size: usize,
     pub redis_pool_size: usize,
@@ -178,6 +181,7 @@ impl Config {
             },
             stats_interval: secs("STATS_INTERVAL_SECS", Duration::from_secs(60))?,
             redis_ping_every: secs("REDIS_PING_SECS", Duration::from_secs(15))?,
+            publish_lag: secs("PUBLISH_LAG_SECS", Duration::from_secs(15))?,
             workers: parsed("GATEWAY_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(4),
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(4),

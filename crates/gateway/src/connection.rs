@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
 use governor::DefaultKeyedRateLimiter;
 use notify_auth::{AuthError, Claims, JwtVerifier};
 use notify_bus::{revocation, Publisher, RedisPool};
@@ -31,11 +31,17 @@ use crate::frames::{self, ClientFrame, FrameError};
 use crate::outbox::{CloseSignal, Next, Outbox};
 use crate::registry::{Registration, Registry};
 use crate::seen::Seen;
-use crate::subscriber::{SubscriberStatus, PUBLISH_LAG};
+use crate::subscriber::SubscriberStatus;
 
 /// Longest wait for the user's channel to be subscribed before greeting; if
-/// Redis is away the connection proceeds and is resynced when it returns.
+/// Redis is slow or away the connection proceeds, and catches up from
+/// MySQL once the subscription is confirmed.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+/// First wait before a failed catch-up is tried again; it doubles per
+/// failure.
+const CATCHUP_RETRY: Duration = Duration::from_secs(1);
+/// Failed tries of a catch-up before the client is told to resume later.
+const CATCHUP_ATTEMPTS: u32 = 6;
 /// Longest wait to hand a close frame to a client.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most notifications sent in one resume or resync batch; older ones are
@@ -61,6 +67,9 @@ pub struct Node {
     /// Bounds concurrent MySQL backfills, so 10,000 connections resyncing
     /// after a Redis restart queue up instead of stampeding MySQL.
     pub backfills: Semaphore,
+    /// How long an event may trail its row's `created_at`; catch-ups reach
+    /// back this far.
+    pub publish_lag: TimeDelta,
     /// Sockets open on this node, authenticated or not.
     pub open: AtomicUsize,
     /// New connections per client address.
@@ -155,6 +164,60 @@ enum Catchup {
 /// What a connection remembers of what it sent, created on first use.
 type Sent = Option<Box<Seen>>;
 
+/// What the serving loop carries besides its timers.
+struct State {
+    sent: Sent,
+    budget: FrameBudget,
+    /// Catch-ups that failed and wait for another try (boxed: rare, and
+    /// every idle connection would carry it otherwise).
+    retry: Option<Box<Retry>>,
+}
+
+/// Failed catch-ups, merged: the widest of each kind is what is owed.
+struct Retry {
+    after: Option<u64>,
+    since: Option<NaiveDateTime>,
+    attempts: u32,
+    at: tokio::time::Instant,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Retry {
+            after: None,
+            since: None,
+            attempts: 0,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, catchup: Catchup) {
+        match catchup {
+            Catchup::After(after) => self.after = Some(self.after.map_or(after, |a| a.min(after))),
+            Catchup::Since(since) => self.since = Some(self.since.map_or(since, |s| s.min(since))),
+        }
+    }
+
+    fn done(&mut self, catchup: Catchup) {
+        match catchup {
+            Catchup::After(_) => self.after = None,
+            Catchup::Since(_) => self.since = None,
+        }
+    }
+
+    fn catchups(&self) -> Vec<Catchup> {
+        let after = self.after.map(Catchup::After);
+        let since = self.since.map(Catchup::Since);
+        after.into_iter().chain(since).collect()
+    }
+
+    /// The next try, later after each failure.
+    fn schedule(&mut self) {
+        let wait = CATCHUP_RETRY * 2u32.saturating_pow(self.attempts.min(5));
+        self.at = tokio::time::Instant::now() + wait;
+    }
+}
+
 /// The answer to a client frame.
 enum Reply {
     Nothing,
@@ -209,9 +272,12 @@ pub async fn run(
     after: Option<u64>,
 ) {
     let node = open.0.clone();
+    // One budget from the upgrade on: frames sent before authenticating
+    // count too.
+    let mut budget = FrameBudget::new();
     let mut claims = match claims {
         Some(claims) => claims,
-        None => match Box::pin(authenticate(&node, &mut session, &mut stream)).await {
+        None => match Box::pin(authenticate(&node, &mut session, &mut stream, &mut budget)).await {
             Ok(claims) => claims,
             Err(End::Gone) => return,
             Err(End::Close(code, reason)) => return close(&node, session, code, reason).await,
@@ -238,45 +304,63 @@ pub async fn run(
         }
     })
     .await;
-    let greeting = Box::pin(greeting(&node, &user)).await;
-    if session.text(greeting).await.is_err() {
-        return;
-    }
-    // Subscribed before reading MySQL: anything committed after the read is
-    // already queued live, and `sent` drops what both paths deliver.
-    let mut sent: Sent = None;
-    if let Some(after) = after {
-        if let Err(end) = Box::pin(backfill(
-            &node,
-            &user,
-            Catchup::After(after),
-            &mut sent,
-            &mut session,
-        ))
-        .await
-        {
-            if let End::Close(code, reason) = end {
-                close(&node, session, code, reason).await;
-            }
-            return;
-        }
-    }
+    // Every event after `welcome` must arrive: if the subscription is still
+    // unconfirmed, what the live path misses until it is comes from MySQL.
+    outbox.resync_once_subscribed(connected_at);
     let who = Who {
         user: &user,
         connected_at,
         token: Token::from(claims),
         registration: &registration,
     };
-    match serve(&node, who, &outbox, &mut session, &mut stream, &mut sent).await {
-        End::Gone => {}
-        End::Close(code, reason) => close(&node, session, code, reason).await,
+    let greeting = Box::pin(greeting(&node, &who)).await;
+    if let Err(end) = write(&node, session.text(greeting)).await {
+        return finish(&node, session, end).await;
+    }
+    // Subscribed before reading MySQL: anything committed after the read is
+    // already queued live, and `sent` drops what both paths deliver.
+    let mut state = State {
+        sent: None,
+        budget,
+        retry: None,
+    };
+    if let Some(after) = after {
+        let catchup = Catchup::After(after);
+        if let Err(end) = Box::pin(catch_up(&node, &who, catchup, &mut state, &mut session)).await {
+            return finish(&node, session, end).await;
+        }
+    }
+    let end = serve(&node, who, &outbox, &mut session, &mut stream, &mut state).await;
+    finish(&node, session, end).await
+}
+
+async fn finish(node: &Node, session: Session, end: End) {
+    if let End::Close(code, reason) = end {
+        close(node, session, code, reason).await;
     }
 }
 
-async fn greeting(node: &Node, user: &str) -> String {
-    let unread_count = match notify_store::pool::get(&node.db).await {
-        Ok(mut conn) => Notification::unread_count(&mut conn, user).await.ok(),
-        Err(_) => None,
+/// Writes to the socket, waiting at most the send timeout: a client that
+/// stops reading must not hold up its own connection's task (heartbeat,
+/// token expiry, revocation) when no proxy is in front.
+async fn write(
+    node: &Node,
+    write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+) -> Result<(), End> {
+    match tokio::time::timeout(node.limits.send_timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Gone),
+        Err(_) => Err(End::Close(CloseCode::Again, "too slow: send timed out")),
+    }
+}
+
+async fn greeting(node: &Node, who: &Who<'_>) -> String {
+    let unread_count = {
+        let _turn = who.registration.db_turn().await;
+        match notify_store::pool::get(&node.db).await {
+            Ok(mut conn) => Notification::unread_count(&mut conn, who.user).await.ok(),
+            Err(_) => None,
+        }
     };
     let session_id = format!("{:032x}", rand::random::<u128>());
     tracing::debug!(%session_id, "connection authenticated");
@@ -292,7 +376,9 @@ async fn authenticate(
     node: &Node,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
+    budget: &mut FrameBudget,
 ) -> Result<Claims, End> {
+    let limits = &node.limits;
     let deadline = tokio::time::sleep(node.limits.auth_timeout);
     tokio::pin!(deadline);
     loop {
@@ -310,13 +396,15 @@ async fn authenticate(
                     _ => Err(End::Close(CloseCode::Policy, "authentication required")),
                 };
             }
-            Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                if session.pong(&bytes).await.is_err() {
-                    return Err(End::Gone);
-                }
-            }
-            Some(Ok(AggregatedMessage::Pong(_))) => {}
             Some(Ok(AggregatedMessage::Close(_))) | None => return Err(End::Gone),
+            // Nobody is known yet: no warning, the first excess closes.
+            Some(Ok(AggregatedMessage::Ping(_) | AggregatedMessage::Pong(_)))
+                if !budget.allow(limits.frame_rate, limits.frame_burst) =>
+            {
+                return Err(End::Close(CloseCode::Policy, "too many frames"));
+            }
+            Some(Ok(AggregatedMessage::Ping(bytes))) => write(node, session.pong(&bytes)).await?,
+            Some(Ok(AggregatedMessage::Pong(_))) => {}
             Some(Ok(AggregatedMessage::Binary(_))) => {
                 return Err(End::Close(CloseCode::Policy, "authentication required"))
             }
@@ -331,119 +419,94 @@ async fn serve(
     outbox: &Outbox,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
-    sent: &mut Sent,
+    state: &mut State,
 ) -> End {
-    let Who {
-        user,
-        connected_at,
-        mut token,
-        registration,
-    } = who;
     let limits = &node.limits;
+    let mut token_expiry = who.token.expires;
     let mut last_heard = Instant::now();
     let mut invalid_frames = 0u32;
-    let mut budget = FrameBudget::new();
     // The connection does not outlive its token, unless the client sends a
     // newer one in a `refresh` frame.
-    let expiry = tokio::time::sleep_until(deadline(token.expires));
+    let expiry = tokio::time::sleep_until(deadline(token_expiry));
     tokio::pin!(expiry);
     let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
     heartbeat.reset();
+    let mut who = who;
     loop {
         // Flush first: a change may have been signalled while this task was
         // busy elsewhere.
-        loop {
-            match outbox.next() {
-                Next::Send(frame) => {
-                    if let Some(id) = frames::notification_id(&frame) {
-                        if !sent.get_or_insert_with(Box::default).first_time(id) {
-                            continue;
-                        }
-                    }
-                    match tokio::time::timeout(limits.send_timeout, session.text(frame)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return End::Gone,
-                        Err(_) => return End::Close(CloseCode::Again, "too slow: send timed out"),
-                    }
-                }
-                Next::Close(CloseSignal::Stalled) => {
-                    return End::Close(CloseCode::Again, "too slow: send queue full")
-                }
-                Next::Close(CloseSignal::Restart) => {
-                    return End::Close(CloseCode::Restart, "server restarting, reconnect")
-                }
-                Next::Close(CloseSignal::Revoked) => {
-                    return End::Close(CloseCode::Policy, Refusal::Revoked.message())
-                }
-                Next::Resync(since) => {
-                    // A revocation may have been announced while the bus
-                    // was away.
-                    let check = node.check_revoked(user, token.id.as_deref(), token.issued);
-                    if Box::pin(check).await == Err(Refusal::Revoked) {
-                        return End::Close(CloseCode::Policy, Refusal::Revoked.message());
-                    }
-                    let since = Catchup::Since(since.max(connected_at));
-                    if let Err(end) = Box::pin(backfill(node, user, since, sent, session)).await {
+        if let Err(end) = flush(node, &who, outbox, session, state).await {
+            return end;
+        }
+        let retry_at = state.retry.as_ref().map(|r| r.at);
+        tokio::select! {
+            _ = outbox.changed() => {}
+            _ = sleep_until_some(retry_at) => {
+                if let Some(retry) = state.retry.take() {
+                    if let Err(end) = Box::pin(retry_catch_up(node, &who, *retry, state, session)).await {
                         return end;
                     }
                 }
-                Next::Idle => break,
             }
-        }
-        tokio::select! {
-            _ = outbox.changed() => {}
             message = stream.recv() => {
                 last_heard = Instant::now();
-                let reply = match message {
+                let message = match message {
                     None => return End::Gone,
                     Some(Err(error)) => return protocol_end(&error),
-                    Some(Ok(AggregatedMessage::Close(reason))) => {
-                        // Echo the close so the client's handshake completes.
-                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.clone().close(reason)).await;
-                        return End::Gone;
-                    }
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            return End::Gone;
-                        }
-                        None
-                    }
-                    Some(Ok(AggregatedMessage::Pong(_))) => None,
-                    Some(Ok(AggregatedMessage::Binary(_) | AggregatedMessage::Text(_)))
-                        if !spend(&mut budget, &mut over_budget, limits) =>
-                    {
-                        if over_budget > limits.frame_burst {
-                            return End::Close(CloseCode::Policy, "too many frames");
-                        }
-                        (over_budget == 1).then(|| {
-                            node.refusals.add("rate_limited");
-                            Reply::Text(frames::error("rate_limited", "too many frames, slow down"))
-                        })
-                    }
-                    Some(Ok(AggregatedMessage::Binary(_))) => Some(Reply::Refused(FrameError::Binary)),
-                    Some(Ok(AggregatedMessage::Text(text))) => match ClientFrame::parse(&text) {
-                        Ok(frame) => Some(Box::pin(handle(node, user, frame)).await),
-                        Err(error) => Some(Reply::Refused(error)),
-                    },
+                    Some(Ok(message)) => message,
                 };
-                let text = match reply {
-                    None | Some(Reply::Nothing) => continue,
-                    Some(Reply::Resume(after)) => {
-                        if let Err(end) = Box::pin(backfill(node, user, Catchup::After(after), sent, session)).await {
+                if let AggregatedMessage::Close(reason) = message {
+                    // Echo the close so the client's handshake completes.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.clone().close(reason)).await;
+                    return End::Gone;
+                }
+                // Every frame spends the budget, protocol pings included.
+                if !spend(&mut state.budget, &mut over_budget, limits) {
+                    if over_budget > limits.frame_burst {
+                        return End::Close(CloseCode::Policy, "too many frames");
+                    }
+                    if over_budget == 1 {
+                        node.refusals.add("rate_limited");
+                        let frame = frames::error("rate_limited", "too many frames, slow down");
+                        if let Err(end) = write(node, session.text(frame)).await {
+                            return end;
+                        }
+                    }
+                    continue;
+                }
+                let reply = match message {
+                    AggregatedMessage::Ping(bytes) => {
+                        if let Err(end) = write(node, session.pong(&bytes)).await {
                             return end;
                         }
                         continue;
                     }
-                    Some(Reply::Refreshed(newer)) => {
-                        expiry.as_mut().reset(deadline(newer.expires));
-                        registration.set_token(newer.id.as_deref());
-                        let frame = frames::refreshed(newer.expires);
-                        token = newer;
-                        frame
+                    AggregatedMessage::Pong(_) | AggregatedMessage::Close(_) => continue,
+                    AggregatedMessage::Binary(_) => Reply::Refused(FrameError::Binary),
+                    AggregatedMessage::Text(text) => match ClientFrame::parse(&text) {
+                        Ok(frame) => Box::pin(handle(node, &who, frame)).await,
+                        Err(error) => Reply::Refused(error),
+                    },
+                };
+                let text = match reply {
+                    Reply::Nothing => continue,
+                    Reply::Resume(after) => {
+                        let catchup = Catchup::After(after);
+                        if let Err(end) = Box::pin(catch_up(node, &who, catchup, state, session)).await {
+                            return end;
+                        }
+                        continue;
                     }
-                    Some(Reply::Text(text)) => text,
-                    Some(Reply::Refused(error)) => {
+                    Reply::Refreshed(newer) => {
+                        token_expiry = newer.expires;
+                        expiry.as_mut().reset(deadline(token_expiry));
+                        who.registration.set_token(newer.id.as_deref());
+                        who.token = newer;
+                        frames::refreshed(token_expiry)
+                    }
+                    Reply::Text(text) => text,
+                    Reply::Refused(error) => {
                         invalid_frames += 1;
                         if invalid_frames > limits.max_invalid_frames {
                             return End::Close(CloseCode::Policy, "too many invalid frames");
@@ -452,8 +515,8 @@ async fn serve(
                         frames::error(error.code(), &error.to_string())
                     }
                 };
-                if session.text(text).await.is_err() {
-                    return End::Gone;
+                if let Err(end) = write(node, session.text(text)).await {
+                    return end;
                 }
             }
             _ = &mut expiry => return End::Close(CloseCode::Policy, "token expired"),
@@ -461,11 +524,69 @@ async fn serve(
                 if last_heard.elapsed() >= limits.heartbeat * 2 {
                     return End::Close(CloseCode::Away, "heartbeat timeout");
                 }
-                if session.ping(b"").await.is_err() {
-                    return End::Gone;
+                // An idle connection gives back what it remembered sending.
+                if state.sent.as_mut().is_some_and(|sent| sent.prune(Instant::now())) {
+                    state.sent = None;
+                }
+                if let Err(end) = write(node, session.ping(b"")).await {
+                    return end;
                 }
             }
         }
+    }
+}
+
+/// Sends what the outbox holds and acts on its signals, until it is idle.
+async fn flush(
+    node: &Node,
+    who: &Who<'_>,
+    outbox: &Outbox,
+    session: &mut Session,
+    state: &mut State,
+) -> Result<(), End> {
+    loop {
+        match outbox.next() {
+            Next::Send(frame) => {
+                if let Some(id) = frames::notification_id(&frame) {
+                    if !state.sent.get_or_insert_with(Box::default).first_time(id) {
+                        continue;
+                    }
+                }
+                write(node, session.text(frame)).await?;
+            }
+            Next::Close(CloseSignal::Stalled) => {
+                return Err(End::Close(CloseCode::Again, "too slow: send queue full"))
+            }
+            Next::Close(CloseSignal::Restart) => {
+                return Err(End::Close(
+                    CloseCode::Restart,
+                    "server restarting, reconnect",
+                ))
+            }
+            Next::Close(CloseSignal::Revoked) => {
+                return Err(End::Close(CloseCode::Policy, Refusal::Revoked.message()))
+            }
+            Next::Resync(since) => {
+                // A revocation may have been announced while the bus was
+                // away.
+                let token = &who.token;
+                let check = node.check_revoked(who.user, token.id.as_deref(), token.issued);
+                if Box::pin(check).await == Err(Refusal::Revoked) {
+                    return Err(End::Close(CloseCode::Policy, Refusal::Revoked.message()));
+                }
+                let catchup = Catchup::Since(since.max(who.connected_at));
+                Box::pin(catch_up(node, who, catchup, state, session)).await?;
+            }
+            Next::Idle => return Ok(()),
+        }
+    }
+}
+
+/// Resolves at `at`, or never.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -487,7 +608,8 @@ fn spend(budget: &mut FrameBudget, over: &mut u32, limits: &Limits) -> bool {
 }
 
 /// Acts on a valid client frame.
-async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
+async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Reply {
+    let user = who.user;
     match frame {
         ClientFrame::Ping => Reply::Text(frames::pong().to_owned()),
         ClientFrame::Auth { .. } => {
@@ -510,11 +632,14 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
             }
         }
         ClientFrame::Read { ids } => {
-            let changed = match notify_store::pool::get(&node.db).await {
-                Ok(mut conn) => {
-                    Notification::mark_read(&mut conn, user, &ids, notify_store::now()).await
+            let changed = {
+                let _turn = who.registration.db_turn().await;
+                match notify_store::pool::get(&node.db).await {
+                    Ok(mut conn) => {
+                        Notification::mark_read(&mut conn, user, &ids, notify_store::now()).await
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
             };
             match changed {
                 Ok(ids) if ids.is_empty() => Reply::Nothing,
@@ -526,11 +651,14 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
             }
         }
         ClientFrame::ReadAll => {
-            let result = match notify_store::pool::get(&node.db).await {
-                Ok(mut conn) => {
-                    Notification::mark_all_read(&mut conn, user, notify_store::now()).await
+            let result = {
+                let _turn = who.registration.db_turn().await;
+                match notify_store::pool::get(&node.db).await {
+                    Ok(mut conn) => {
+                        Notification::mark_all_read(&mut conn, user, notify_store::now()).await
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
             };
             match result {
                 Ok((updated, Some(up_to))) if updated > 0 => {
@@ -549,29 +677,72 @@ async fn handle(node: &Node, user: &str, frame: ClientFrame) -> Reply {
     }
 }
 
+/// Catches up, or, when MySQL cannot be read now (pool busy, MySQL away),
+/// schedules another try.
+async fn catch_up(
+    node: &Node,
+    who: &Who<'_>,
+    catchup: Catchup,
+    state: &mut State,
+    session: &mut Session,
+) -> Result<(), End> {
+    match backfill(node, who, catchup, &mut state.sent, session).await? {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            tracing::warn!(%error, "could not read missed notifications, trying again");
+            let retry = state.retry.get_or_insert_with(|| Box::new(Retry::new()));
+            retry.add(catchup);
+            retry.schedule();
+            Ok(())
+        }
+    }
+}
+
+async fn retry_catch_up(
+    node: &Node,
+    who: &Who<'_>,
+    mut retry: Retry,
+    state: &mut State,
+    session: &mut Session,
+) -> Result<(), End> {
+    for catchup in retry.catchups() {
+        if let Err(error) = backfill(node, who, catchup, &mut state.sent, session).await? {
+            if retry.attempts + 1 >= CATCHUP_ATTEMPTS {
+                tracing::warn!(%error, "could not read missed notifications, giving up");
+                let frame = frames::error(
+                    "unavailable",
+                    "could not read missed notifications; resume again later",
+                );
+                return write(node, session.text(frame)).await;
+            }
+            retry.attempts += 1;
+            retry.schedule();
+            state.retry = Some(Box::new(retry));
+            return Ok(());
+        }
+        retry.done(catchup);
+    }
+    Ok(())
+}
+
 /// Sends, in id order, what the client may have missed, skipping what this
-/// connection already sent, then a `resumed` frame.
+/// connection already sent, then a `resumed` frame. The inner error: MySQL
+/// could not be read, nothing was sent.
 async fn backfill(
     node: &Node,
-    user: &str,
+    who: &Who<'_>,
     catchup: Catchup,
     sent: &mut Sent,
     session: &mut Session,
-) -> Result<(), End> {
+) -> Result<Result<(), notify_store::StoreError>, End> {
     let missed = {
+        let _turn = who.registration.db_turn().await;
         let _permit = node.backfills.acquire().await;
-        read_missed(&node.db, user, catchup).await
+        read_missed(&node.db, who.user, catchup, node.publish_lag).await
     };
     let (rows, truncated) = match missed {
         Ok(found) => found,
-        Err(error) => {
-            tracing::warn!(%error, "could not read missed notifications");
-            let frame = frames::error(
-                "unavailable",
-                "could not read missed notifications; resume again later",
-            );
-            return session.text(frame).await.map_err(|_| End::Gone);
-        }
+        Err(error) => return Ok(Err(error)),
     };
     let oldest = rows.first().map(|n| n.id);
     let seen = sent.get_or_insert_with(Box::default);
@@ -584,22 +755,22 @@ async fn backfill(
             notification: row.into_wire(),
         }
         .to_frame();
-        match tokio::time::timeout(node.limits.send_timeout, session.text(frame)).await {
-            Ok(Ok(())) => count += 1,
-            Ok(Err(_)) => return Err(End::Gone),
-            Err(_) => return Err(End::Close(CloseCode::Again, "too slow: send timed out")),
-        }
+        write(node, session.text(frame)).await?;
+        count += 1;
     }
-    session
-        .text(frames::resumed(count, truncated, oldest))
-        .await
-        .map_err(|_| End::Gone)
+    write(
+        node,
+        session.text(frames::resumed(count, truncated, oldest)),
+    )
+    .await?;
+    Ok(Ok(()))
 }
 
 async fn read_missed(
     db: &DbPool,
     user: &str,
     catchup: Catchup,
+    publish_lag: TimeDelta,
 ) -> Result<(Vec<Notification>, bool), notify_store::StoreError> {
     let mut conn = notify_store::pool::get(db).await?;
     let (after, since) = match catchup {
@@ -607,7 +778,7 @@ async fn read_missed(
         // created shortly before the client's last one (it dedupes by id).
         Catchup::After(after) => {
             let created = Notification::created_at(&mut conn, user, after).await?;
-            (Some(after), created.map(|at| at - PUBLISH_LAG))
+            (Some(after), created.map(|at| at - publish_lag))
         }
         Catchup::Since(since) => (None, Some(since)),
     };

@@ -37,6 +37,10 @@ struct State {
     /// The bus was lost and is back: catch up from MySQL on what was
     /// created since this time.
     resync: Option<NaiveDateTime>,
+    /// The connection was greeted before its channel was subscribed: once
+    /// it is, catch up on what was created since this time, which the live
+    /// path may have missed.
+    resync_once_subscribed: Option<NaiveDateTime>,
 }
 
 /// What the connection task should do next.
@@ -92,10 +96,27 @@ impl Outbox {
     }
 
     pub fn set_subscribed(&self, subscribed: bool) {
-        self.lock().subscribed = subscribed;
-        if subscribed {
-            self.notify.notify_one();
+        {
+            let mut state = self.lock();
+            state.subscribed = subscribed;
+            if !subscribed {
+                return;
+            }
+            if let Some(since) = state.resync_once_subscribed.take() {
+                state.resync = Some(state.resync.map_or(since, |s| s.min(since)));
+            }
         }
+        self.notify.notify_one();
+    }
+
+    /// Unless the channel is subscribed already, catches up from `since`
+    /// once it is; true if it is subscribed now.
+    pub fn resync_once_subscribed(&self, since: NaiveDateTime) -> bool {
+        let mut state = self.lock();
+        if !state.subscribed {
+            state.resync_once_subscribed = Some(since);
+        }
+        state.subscribed
     }
 
     /// Asks the connection to catch up from MySQL; an earlier pending
@@ -180,6 +201,24 @@ mod tests {
         outbox.close(CloseSignal::Restart);
         assert!(matches!(outbox.next(), Next::Send(_)));
         assert!(matches!(outbox.next(), Next::Close(CloseSignal::Restart)));
+    }
+
+    #[test]
+    fn greeted_before_subscribed_catches_up_once_subscribed() {
+        let outbox = Outbox::default();
+        let since = chrono::DateTime::from_timestamp(1_000, 0)
+            .unwrap()
+            .naive_utc();
+        assert!(!outbox.resync_once_subscribed(since));
+        assert!(matches!(outbox.next(), Next::Idle));
+        outbox.set_subscribed(false);
+        assert!(matches!(outbox.next(), Next::Idle));
+        outbox.set_subscribed(true);
+        assert!(matches!(outbox.next(), Next::Resync(at) if at == since));
+        outbox.set_subscribed(true);
+        assert!(matches!(outbox.next(), Next::Idle));
+        assert!(outbox.resync_once_subscribed(since));
+        assert!(matches!(outbox.next(), Next::Idle));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use notify_auth::unix_now;
 
 use bytestring::ByteString;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::outbox::{CloseSignal, Outbox};
 
@@ -43,11 +43,24 @@ enum Revocation {
     Token(u64),
 }
 
-#[derive(Default)]
 struct UserConns {
     conns: Vec<Conn>,
     /// The subscriber confirmed the user's channel is subscribed.
     subscribed: bool,
+    /// Shared by the user's connections: one MySQL operation at a time per
+    /// user, so one user with many connections cannot take the node's whole
+    /// pool from everyone else.
+    db_turn: Arc<Semaphore>,
+}
+
+impl Default for UserConns {
+    fn default() -> Self {
+        Self {
+            conns: Vec::new(),
+            subscribed: false,
+            db_turn: Arc::new(Semaphore::new(1)),
+        }
+    }
 }
 
 pub struct Registry {
@@ -66,9 +79,15 @@ pub struct Registration {
     registry: Arc<Registry>,
     user: Arc<str>,
     id: u64,
+    db_turn: Arc<Semaphore>,
 }
 
 impl Registration {
+    /// Waits for the user's turn at MySQL; held until the permit drops.
+    pub async fn db_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.db_turn.acquire().await.ok()
+    }
+
     /// The connection now runs on a newer token (a `refresh` frame).
     pub fn set_token(&self, jti: Option<&str>) {
         if let Some(entry) = self.registry.users().get_mut(&self.user) {
@@ -117,7 +136,7 @@ impl Registry {
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token_hash(jti);
-        let user = {
+        let (user, db_turn) = {
             let mut users = self.users();
             let key: Arc<str> = match users.get_key_value(user) {
                 Some((key, _)) => key.clone(),
@@ -136,7 +155,7 @@ impl Registry {
                 outbox: outbox.clone(),
                 token,
             });
-            key
+            (key, entry.db_turn.clone())
         };
         // Checked after joining `users`: a revocation is remembered before
         // its scan of `users`, so one or the other sees this connection.
@@ -147,6 +166,7 @@ impl Registry {
             registry: self.clone(),
             user,
             id,
+            db_turn,
         }
     }
 

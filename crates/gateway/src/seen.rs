@@ -25,19 +25,39 @@ impl Seen {
     /// Records `id`; false if it was already sent.
     pub fn first_time(&mut self, id: u64) -> bool {
         let now = Instant::now();
-        while let Some(&(old, at)) = self.order.front() {
-            if self.order.len() < MAX_IDS && now.duration_since(at) < WINDOW {
-                break;
-            }
-            self.order.pop_front();
-            self.ids.remove(&old);
-        }
+        self.forget_older_than(now);
         if !self.ids.insert(id) {
             return false;
         }
         self.order.push_back((id, now));
         self.last = self.last.max(id);
         true
+    }
+}
+
+impl Seen {
+    /// Forgets ids sent longer than the window before `now` (and the oldest
+    /// beyond the bound).
+    fn forget_older_than(&mut self, now: Instant) {
+        while let Some(&(old, at)) = self.order.front() {
+            if self.order.len() < MAX_IDS && now.saturating_duration_since(at) < WINDOW {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&old);
+        }
+    }
+
+    /// Forgets what no longer needs remembering and gives back the memory
+    /// a burst grew; true when nothing is left, so the caller can drop the
+    /// whole set of an idle connection.
+    pub fn prune(&mut self, now: Instant) -> bool {
+        self.forget_older_than(now);
+        if self.ids.len() * 4 < self.ids.capacity() {
+            self.ids.shrink_to_fit();
+            self.order.shrink_to_fit();
+        }
+        self.ids.is_empty()
     }
 }
 
@@ -53,6 +73,19 @@ mod tests {
         assert!(!seen.first_time(11));
         assert!(!seen.first_time(10));
         assert_eq!(seen.last, 11);
+    }
+
+    #[test]
+    fn an_idle_set_shrinks_and_empties() {
+        let mut seen = Seen::default();
+        for id in 0..MAX_IDS as u64 {
+            seen.first_time(id);
+        }
+        let grown = seen.ids.capacity();
+        assert!(!seen.prune(Instant::now()));
+        assert!(seen.prune(Instant::now() + WINDOW));
+        assert!(seen.ids.capacity() < grown / 4);
+        assert!(seen.order.is_empty());
     }
 
     #[test]

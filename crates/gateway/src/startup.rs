@@ -64,6 +64,8 @@ impl Application {
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
         let channels = ChannelNames::new(config.channel_prefix.clone());
         let status = Arc::new(SubscriberStatus::default());
+        let publish_lag =
+            chrono::TimeDelta::from_std(config.publish_lag).unwrap_or(chrono::TimeDelta::MAX);
         let (stop_subscriber, stop_rx) = watch::channel(false);
         let subscriber = tokio::spawn(
             Subscriber {
@@ -72,6 +74,7 @@ impl Application {
                 channels: channels.clone(),
                 status: status.clone(),
                 ping_every: config.redis_ping_every,
+                publish_lag,
             }
             .run(stop_rx),
         );
@@ -106,6 +109,7 @@ impl Application {
             ),
             trusted_proxies: config.trusted_proxies.clone(),
             backfills: tokio::sync::Semaphore::new(config.database_pool_size.max(1)),
+            publish_lag,
             refusals: Arc::default(),
             closes: Default::default(),
         });

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use chrono::{NaiveDateTime, TimeDelta};
@@ -27,7 +27,7 @@ const CHUNK: usize = 1000;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// How long an event may trail its row's `created_at` (batching, publisher
-/// retries); resyncs reach back this far before the loss.
+/// retries) by default; catch-ups reach back this far.
 pub const PUBLISH_LAG: TimeDelta = TimeDelta::seconds(15);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -51,26 +51,32 @@ pub struct Subscriber {
     /// How often the connection is checked with PING; a silent network
     /// failure is noticed within this plus the call timeout.
     pub ping_every: Duration,
+    /// How long an event may trail its row's `created_at`.
+    pub publish_lag: TimeDelta,
 }
 
 impl Subscriber {
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_MIN;
-        // When the last connection was lost; events published since may
-        // have been missed.
+        // When the lost connection was last heard from: events published
+        // since may have been missed.
         let mut lost_at: Option<NaiveDateTime> = None;
+        let mut last_heard = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
             }
             match self
-                .session(&mut shutdown, &mut backoff, &mut lost_at)
+                .session(&mut shutdown, &mut backoff, &mut lost_at, &mut last_heard)
                 .await
             {
                 Ok(()) => return,
                 Err(error) => {
-                    lost_at.get_or_insert_with(notify_store::now);
+                    // A silent drop is noticed only at the next ping's
+                    // timeout; what was missed started when Redis fell
+                    // silent, not when that was noticed.
+                    lost_at.get_or_insert_with(|| since(last_heard));
                     if self.status.connected.swap(false, Ordering::Relaxed) {
                         tracing::warn!(%error, "Redis subscriber connection lost");
                     } else {
@@ -95,6 +101,7 @@ impl Subscriber {
         shutdown: &mut watch::Receiver<bool>,
         backoff: &mut Duration,
         lost_at: &mut Option<NaiveDateTime>,
+        last_heard: &mut Instant,
     ) -> Result<(), String> {
         let pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
             .await
@@ -107,13 +114,14 @@ impl Subscriber {
         call(sink.subscribe(self.channels.control())).await?;
         let wanted = self.registry.users_wanted();
         self.subscribe(&mut sink, &wanted, &mut held).await?;
+        *last_heard = Instant::now();
         self.status.connected.store(true, Ordering::Relaxed);
         *backoff = BACKOFF_MIN;
         tracing::info!(channels = held.len(), "Redis subscriber connected");
         if let Some(lost) = lost_at.take() {
             // Subscribed again: whatever was published from a little before
             // the loss until now is fetched from MySQL by every connection.
-            self.registry.resync_all(lost - PUBLISH_LAG);
+            self.registry.resync_all(lost - self.publish_lag);
             self.status.resyncs.fetch_add(1, Ordering::Relaxed);
         }
 
@@ -122,13 +130,17 @@ impl Subscriber {
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) => self.dispatch(&message),
+                    Some(message) => {
+                        *last_heard = Instant::now();
+                        self.dispatch(&message);
+                    }
                     None => return Err("connection closed".into()),
                 },
                 _ = self.registry.dirtied() => self.reconcile(&mut sink, &mut held).await?,
                 _ = ping.tick() => {
                     // In subscriber mode the answer is ["pong", ""], not "PONG".
                     call(sink.ping::<redis::Value>()).await?;
+                    *last_heard = Instant::now();
                     self.status.pings.fetch_add(1, Ordering::Relaxed);
                 }
                 _ = stopped(shutdown) => {
@@ -214,6 +226,14 @@ impl Subscriber {
         }
         Ok(())
     }
+}
+
+/// The wall-clock time `instant` was.
+fn since(instant: Instant) -> NaiveDateTime {
+    let ago = TimeDelta::from_std(instant.elapsed()).unwrap_or(TimeDelta::MAX);
+    notify_store::now()
+        .checked_sub_signed(ago)
+        .unwrap_or(NaiveDateTime::MIN)
 }
 
 async fn call<T>(

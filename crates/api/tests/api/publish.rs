@@ -69,7 +69,12 @@ async fn a_batch_partly_given_up_is_republished_whole() {
     let received = collect_until_all(&mut events, &ids).await;
     assert_eq!(proxy.cuts_remaining(), 0, "the fault was not triggered");
     let missing = ids.difference(&received).count();
-    assert_eq!(missing, 0, "{missing} of {} events never arrived", ids.len());
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} events never arrived",
+        ids.len()
+    );
 }
 
 /// Batches left in the outbox (the api died between commit and publish)

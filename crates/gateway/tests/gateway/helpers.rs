@@ -135,6 +135,7 @@ impl Cluster {
             },
             stats_interval: Duration::from_secs(3600),
             redis_ping_every: Duration::from_secs(15),
+            publish_lag: Duration::from_secs(15),
             workers: Some(1),
             database_pool_size: 2,
             redis_pool_size: 2,

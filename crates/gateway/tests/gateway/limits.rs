@@ -150,3 +150,102 @@ async fn a_client_trickling_its_headers_is_dropped_while_others_receive() {
     let (held, ()) = tokio::join!(slow, delivery);
     println!("a one-byte-a-second client was dropped after {held:?}");
 }
+
+/// Protocol pings cost the same as any frame, before and after
+/// authentication.
+#[actix_web::test]
+async fn protocol_pings_spend_the_frame_budget() {
+    use awc::ws::Message;
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| {
+            c.limits.frame_rate = 1;
+            c.limits.frame_burst = 5;
+        })
+        .await;
+
+    let (mut pinger, _) = g.connect("pinger").await;
+    for _ in 0..20 {
+        pinger.send_message(Message::Ping("x".into())).await;
+    }
+    let mut pongs = 0;
+    let mut warned = 0;
+    let close = loop {
+        match pinger.next().await {
+            Received::Pong(_) => pongs += 1,
+            Received::Text(frame) if frame["code"] == "rate_limited" => warned += 1,
+            other => break other,
+        }
+    };
+    assert_eq!((pongs, warned), (5, 1));
+    assert_eq!(close, Received::Close(Some(1008), "too many frames".into()));
+
+    // Not yet authenticated: the first frame over the budget closes.
+    let mut anonymous = WsClient::connect(&format!("{}/ws", g.base), &[])
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        anonymous.send_message(Message::Ping("x".into())).await;
+    }
+    assert_eq!(
+        anonymous.closed().await,
+        (Some(1008), "too many frames".into())
+    );
+}
+
+/// One user with many connections waiting on MySQL holds at most one
+/// connection of the node's pool: another user's `welcome` still has its
+/// unread count.
+#[actix_web::test]
+async fn one_user_cannot_take_the_nodes_mysql_pool() {
+    use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+    let cluster = Cluster::start().await;
+    let g = cluster
+        .gateway_with(|c| {
+            c.database_pool_size = 2;
+            c.limits.frame_rate = 1000;
+            c.limits.frame_burst = 1000;
+        })
+        .await;
+    let locked = cluster.notify(&["hog"], "locked").await[0];
+    cluster.notify(&["fair"], "unread").await;
+
+    let mut hogs = Vec::new();
+    for _ in 0..20 {
+        hogs.push(g.connect("hog").await.0);
+    }
+    // Hold a lock on the hog's notification: marking it read waits.
+    let mut lock = AsyncMysqlConnection::establish(&cluster.db.url)
+        .await
+        .unwrap();
+    diesel::sql_query("BEGIN").execute(&mut lock).await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT id FROM notifications WHERE id = {locked} FOR UPDATE"
+    ))
+    .execute(&mut lock)
+    .await
+    .unwrap();
+    for hog in &mut hogs {
+        hog.send(&format!(r#"{{"type":"read","ids":[{locked}]}}"#))
+            .await;
+    }
+    let waiting = format!(
+        "SELECT COUNT(*) AS n FROM information_schema.processlist \
+         WHERE db = '{}' AND id <> CONNECTION_ID() AND info LIKE '%FOR UPDATE%'",
+        cluster.db.name
+    );
+    notify_testkit::eventually(
+        "a read mark waits",
+        std::time::Duration::from_secs(10),
+        || async { cluster.db.count(&waiting).await >= 1 },
+    )
+    .await;
+
+    let (_fair, welcome) = g.connect("fair").await;
+    assert_eq!(welcome["unread_count"], 1, "{welcome}");
+    assert_eq!(cluster.db.count(&waiting).await, 1);
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+}

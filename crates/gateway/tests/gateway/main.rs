@@ -2,6 +2,7 @@
 //! process, real MySQL and Redis, real WebSocket clients over TCP.
 
 mod auth;
+mod bus;
 mod delivery;
 mod faults;
 mod helpers;
