@@ -1,18 +1,16 @@
 //! Senders that sign their requests the Standard Webhooks way instead of
 //! sending an API key: the signature is checked against the raw body, and a
 //! `webhook-id` accepted once is refused again until it could no longer be
-//! replayed (twice the timestamp tolerance), across every api node.
+//! replayed (twice the timestamp tolerance, plus a margin for clock
+//! differences), across every api node.
 
 use actix_web::HttpRequest;
-use notify_auth::webhook::TOLERANCE_SECS;
+use notify_auth::webhook::REPLAY_TTL_SECS;
 use notify_auth::{ApiKeyId, SignatureError, SignedHeaders};
 use notify_bus::replay;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// How long an accepted `webhook-id` is remembered.
-const REPLAY_WINDOW_SECS: u64 = 2 * TOLERANCE_SECS;
 
 /// The `webhook-*` headers, when a request carries any of them.
 pub struct Signed {
@@ -76,7 +74,7 @@ pub struct Once {
 impl Once {
     /// Takes the id; a replay is refused. Fails closed when Redis is away.
     pub async fn claim(&self, state: &AppState) -> Result<(), ApiError> {
-        match replay::claim_once(&state.redis, &self.key, REPLAY_WINDOW_SECS).await {
+        match replay::claim_once(&state.redis, &self.key, REPLAY_TTL_SECS).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ApiError::WebhookReplayed),
             Err(error) => {
@@ -89,7 +87,7 @@ impl Once {
     /// Gives the id back after a failure, so the sender's retry is accepted.
     pub async fn release(&self, state: &AppState) {
         if let Err(error) = replay::release(&state.redis, &self.key).await {
-            tracing::warn!(%error, "could not release a webhook id; its retry will be refused for {REPLAY_WINDOW_SECS} s");
+            tracing::warn!(%error, "could not release a webhook id; its retry will be refused for {REPLAY_TTL_SECS} s");
         }
     }
 }

@@ -6,7 +6,14 @@
 //! token: `alg: none` and algorithm-confusion tokens (HS256 signed with an
 //! RSA public key as the secret) are refused before any signature check.
 //! `exp` and `sub` are required, `nbf` is honoured, and `iss` and `aud` are
-//! checked when configured.
+//! checked when configured. An audience is required with keys that come from
+//! an identity provider, unless accepting any audience is chosen explicitly.
+//!
+//! One leeway ([`JwtConfig::leeway`], none by default) applies to `exp`,
+//! `nbf` and the maximum lifetime. Callers that act on `exp` (the gateway's
+//! connection deadline) or remember revocations take it, and the lengths
+//! derived from it, from [`JwtVerifier`], so that every node agrees on when
+//! a token stops being accepted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +24,7 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 
 use crate::jwks::Jwks;
+use crate::CLOCK_SKEW_MARGIN_SECS;
 
 /// The user id (`sub`) longer than this is refused: it becomes a column value
 /// and a Redis channel name.
@@ -66,16 +74,26 @@ pub enum JwtKey {
 pub struct JwtConfig {
     pub key: JwtKey,
     pub issuer: Option<String>,
+    /// The `aud` tokens must carry. Required with a public key or a JWKS
+    /// (an identity provider issues tokens for many applications) unless
+    /// `accept_any_audience` is set.
     pub audience: Option<String>,
+    /// Accept tokens of a public key or JWKS whatever their `aud`.
+    pub accept_any_audience: bool,
     /// Tokens valid for longer than this from now are refused, so a
     /// revocation (kept this long) outlives every token it covers.
     pub max_lifetime: Duration,
+    /// Clock difference with the token issuer allowed on `exp`, `nbf` and
+    /// the maximum lifetime, in whole seconds.
+    pub leeway: Duration,
 }
 
 /// Default of [`JwtConfig::max_lifetime`]: one day.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-/// Clock skew allowed on `exp` and `nbf` (the library's default).
-pub const LEEWAY_SECS: u64 = 60;
+/// Default of [`JwtConfig::leeway`]: none. The JWT library's own default
+/// (60 s) let a token that had just expired pass the check before a
+/// WebSocket upgrade, only for the gateway to close the connection at once.
+pub const DEFAULT_LEEWAY: Duration = Duration::ZERO;
 
 impl JwtConfig {
     /// HS256 with `secret`, no issuer or audience.
@@ -84,7 +102,28 @@ impl JwtConfig {
             key: JwtKey::Secret(secret.into()),
             issuer: None,
             audience: None,
+            accept_any_audience: false,
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            leeway: DEFAULT_LEEWAY,
+        }
+    }
+
+    /// Refuses an identity provider's keys without an audience: they would
+    /// accept the tokens the provider issued for every other application.
+    fn check_audience(&self) -> Result<(), String> {
+        let source = match self.key {
+            JwtKey::Secret(_) => return Ok(()),
+            JwtKey::PublicKey { .. } => "JWT_PUBLIC_KEY_FILE",
+            JwtKey::Jwks { .. } => "JWT_JWKS",
+        };
+        match (&self.audience, self.accept_any_audience) {
+            (Some(_), true) => {
+                Err("set only one of JWT_AUDIENCE and JWT_ACCEPT_ANY_AUDIENCE".to_string())
+            }
+            (None, false) => Err(format!(
+                "JWT_AUDIENCE is required with {source} (or set JWT_ACCEPT_ANY_AUDIENCE=true to accept tokens issued for any audience)"
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -116,10 +155,12 @@ pub struct JwtVerifier {
     /// Checks shared by every algorithm; the algorithm is set per key.
     base: Arc<Validation>,
     max_lifetime: Duration,
+    leeway: Duration,
 }
 
 impl JwtVerifier {
     pub fn new(config: &JwtConfig) -> Result<Self, String> {
+        config.check_audience()?;
         let base = base_validation(config);
         let keys = match &config.key {
             JwtKey::Secret(secret) => Keys::Static {
@@ -148,7 +189,38 @@ impl JwtVerifier {
             keys: Arc::new(keys),
             base: Arc::new(base),
             max_lifetime: config.max_lifetime,
+            leeway: Duration::from_secs(config.leeway.as_secs()),
         })
+    }
+
+    /// How long after its `exp` a token is still accepted. A token expiring
+    /// at `exp` is accepted while `now < exp + leeway` (Unix seconds), so a
+    /// connection that holds it must end at `exp + leeway`.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// How long a user disconnect must be remembered so that no token the
+    /// user could use at the time of it is accepted again: the latest `exp`
+    /// accepted now is `max_lifetime + leeway` away, and that token is
+    /// accepted until `leeway` after it, on a clock that may differ from
+    /// this node's by [`CLOCK_SKEW_MARGIN_SECS`].
+    pub fn user_revocation_ttl(&self) -> Duration {
+        self.max_lifetime + self.leeway * 2 + Duration::from_secs(CLOCK_SKEW_MARGIN_SECS)
+    }
+
+    /// How long the revocation of one token must be remembered, at `now`
+    /// (Unix seconds): until `leeway` past its `exp` when that is known, as
+    /// long as a user disconnect otherwise.
+    pub fn token_revocation_ttl(&self, exp: Option<u64>, now: u64) -> Duration {
+        match exp {
+            Some(exp) => {
+                Duration::from_secs(exp.saturating_sub(now))
+                    + self.leeway
+                    + Duration::from_secs(CLOCK_SKEW_MARGIN_SECS)
+            }
+            None => self.user_revocation_ttl(),
+        }
     }
 
     /// Fetches the JWKS document now, if keys come from one, so the first
@@ -182,7 +254,7 @@ impl JwtVerifier {
         }
         let longest = crate::unix_now()
             .saturating_add(self.max_lifetime.as_secs())
-            .saturating_add(LEEWAY_SECS);
+            .saturating_add(self.leeway.as_secs());
         if claims.exp > longest {
             return Err(AuthError::Invalid);
         }
@@ -193,13 +265,19 @@ impl JwtVerifier {
 fn base_validation(config: &JwtConfig) -> Validation {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_nbf = true;
+    validation.leeway = config.leeway.as_secs();
+    // `exp` is the first second a token is no longer valid (RFC 7519), so a
+    // token is accepted while `now < exp + leeway`; the library would also
+    // accept it during the second `exp + leeway` itself.
+    validation.reject_tokens_expiring_in_less_than = 1;
     let mut required = vec!["exp", "sub"];
     match &config.audience {
         Some(aud) => {
             validation.set_audience(&[aud]);
             required.push("aud");
         }
-        // Without a configured audience the library would refuse every
+        // Without a configured audience (our own HS256 tokens, or an
+        // explicit choice to accept any) the library would refuse every
         // token that carries `aud`; identity providers often add one.
         None => validation.validate_aud = false,
     }
@@ -295,21 +373,26 @@ mod tests {
         jsonwebtoken::encode(&header, claims, key).unwrap()
     }
 
+    /// The audience public-key and JWKS verifiers of these tests require.
+    const AUD: &str = "notify";
+
     fn good_claims() -> serde_json::Value {
-        serde_json::json!({"sub": "alice", "exp": now() + 600})
+        serde_json::json!({"sub": "alice", "aud": AUD, "exp": now() + 600})
     }
 
-    fn public_key(algorithm: Algorithm, pem: &[u8]) -> JwtVerifier {
-        JwtVerifier::new(&JwtConfig {
+    fn public_key_config(algorithm: Algorithm, pem: &[u8]) -> JwtConfig {
+        JwtConfig {
             key: JwtKey::PublicKey {
                 algorithm,
                 pem: pem.to_vec(),
             },
-            issuer: None,
-            audience: None,
-            max_lifetime: DEFAULT_MAX_LIFETIME,
-        })
-        .unwrap()
+            audience: Some(AUD.into()),
+            ..JwtConfig::hs256(Vec::new())
+        }
+    }
+
+    fn public_key(algorithm: Algorithm, pem: &[u8]) -> JwtVerifier {
+        JwtVerifier::new(&public_key_config(algorithm, pem)).unwrap()
     }
 
     #[actix_web::test]
@@ -442,16 +525,10 @@ mod tests {
             rs_verifier.verify(&rs512).await.unwrap_err(),
             AuthError::Invalid
         );
-        assert!(JwtVerifier::new(&JwtConfig {
-            key: JwtKey::PublicKey {
-                algorithm: Algorithm::RS256,
-                pem: b"not a key".to_vec()
-            },
-            issuer: None,
-            audience: None,
-            max_lifetime: DEFAULT_MAX_LIFETIME,
-        })
-        .is_err());
+        let error = JwtVerifier::new(&public_key_config(Algorithm::RS256, b"not a key"))
+            .err()
+            .unwrap();
+        assert!(error.contains("invalid RS256 public key"), "{error}");
     }
 
     #[actix_web::test]
@@ -520,18 +597,20 @@ mod tests {
         )
     }
 
-    fn jwks_verifier(location: &str, min_refresh: Duration) -> JwtVerifier {
-        JwtVerifier::new(&JwtConfig {
+    fn jwks_config(location: &str, min_refresh: Duration) -> JwtConfig {
+        JwtConfig {
             key: JwtKey::Jwks {
                 location: location.into(),
                 min_refresh,
                 max_age: Duration::from_secs(3600),
             },
-            issuer: None,
-            audience: None,
-            max_lifetime: DEFAULT_MAX_LIFETIME,
-        })
-        .unwrap()
+            audience: Some(AUD.into()),
+            ..JwtConfig::hs256(Vec::new())
+        }
+    }
+
+    fn jwks_verifier(location: &str, min_refresh: Duration) -> JwtVerifier {
+        JwtVerifier::new(&jwks_config(location, min_refresh)).unwrap()
     }
 
     #[actix_web::test]
@@ -652,5 +731,144 @@ mod tests {
         );
         assert_eq!(v.verify(&token).await.unwrap_err(), AuthError::Invalid);
         assert!(v.prefetch().await.is_err());
+    }
+
+    #[actix_web::test]
+    async fn refuses_a_token_that_expired_seconds_ago() {
+        // With the library's default leeway these passed the check before a
+        // WebSocket upgrade, and the gateway closed the connection at once.
+        let v = verifier();
+        assert_eq!(v.leeway(), Duration::ZERO);
+        for exp in [now() - 10, now()] {
+            let token = sign_hs256(b"secret", &claims("alice", exp)).unwrap();
+            assert_eq!(v.verify(&token).await.unwrap_err(), AuthError::Expired);
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_configured_leeway_applies_to_exp_and_the_maximum_lifetime() {
+        let v = JwtVerifier::new(&JwtConfig {
+            leeway: Duration::from_secs(30),
+            ..JwtConfig::hs256(b"secret".to_vec())
+        })
+        .unwrap();
+        assert_eq!(v.leeway(), Duration::from_secs(30));
+        let sign = |exp| sign_hs256(b"secret", &claims("alice", exp)).unwrap();
+        assert_eq!(v.verify(&sign(now() - 10)).await.unwrap().sub, "alice");
+        assert_eq!(
+            v.verify(&sign(now() - 30)).await.unwrap_err(),
+            AuthError::Expired
+        );
+        let day = DEFAULT_MAX_LIFETIME.as_secs();
+        assert_eq!(
+            v.verify(&sign(now() + day + 20)).await.unwrap().sub,
+            "alice"
+        );
+        assert_eq!(
+            v.verify(&sign(now() + day + 40)).await.unwrap_err(),
+            AuthError::Invalid
+        );
+    }
+
+    #[actix_web::test]
+    async fn revocations_outlast_every_token_they_cover() {
+        let leeway = 30;
+        let v = JwtVerifier::new(&JwtConfig {
+            leeway: Duration::from_secs(leeway),
+            max_lifetime: Duration::from_secs(3600),
+            ..JwtConfig::hs256(b"secret".to_vec())
+        })
+        .unwrap();
+        let now = now();
+        // The longest-lived token accepted now...
+        let exp = now + 3600 + leeway;
+        let longest = sign_hs256(b"secret", &claims("alice", exp)).unwrap();
+        assert!(v.verify(&longest).await.is_ok());
+        // ...is accepted until `leeway` after its exp: a revocation made now
+        // must be remembered beyond that.
+        let accepted_for = exp + leeway - now;
+        assert!(v.user_revocation_ttl().as_secs() > accepted_for);
+        assert!(v.token_revocation_ttl(None, now).as_secs() > accepted_for);
+        let exp = now + 600;
+        assert!(v.token_revocation_ttl(Some(exp), now).as_secs() > exp + leeway - now);
+        // An exp long past still leaves a moment for lagging clocks.
+        assert!(v.token_revocation_ttl(Some(now - 3600), now) > Duration::ZERO);
+    }
+
+    #[actix_web::test]
+    async fn identity_provider_keys_require_an_audience_or_an_explicit_opt_out() {
+        let jwks = jwks_file(&[(RSA_PRIVATE, "k1")]);
+        let location = jwks.path().to_str().unwrap();
+        for (config, setting) in [
+            (
+                public_key_config(Algorithm::RS256, RSA_PUBLIC),
+                "JWT_PUBLIC_KEY_FILE",
+            ),
+            (jwks_config(location, Duration::ZERO), "JWT_JWKS"),
+        ] {
+            let missing = JwtConfig {
+                audience: None,
+                ..config.clone()
+            };
+            let error = JwtVerifier::new(&missing).err().unwrap();
+            assert!(
+                error.starts_with("JWT_AUDIENCE is required with"),
+                "{error}"
+            );
+            assert!(error.contains(setting), "{error}");
+            assert!(error.contains("JWT_ACCEPT_ANY_AUDIENCE=true"), "{error}");
+            assert!(!error.contains('\n'));
+            let both = JwtConfig {
+                accept_any_audience: true,
+                ..config.clone()
+            };
+            assert!(JwtVerifier::new(&both).is_err());
+            let any = JwtConfig {
+                audience: None,
+                accept_any_audience: true,
+                ..config.clone()
+            };
+            assert!(JwtVerifier::new(&any).is_ok());
+            assert!(JwtVerifier::new(&config).is_ok());
+        }
+        // Our own HS256 tokens need none.
+        assert!(JwtVerifier::new(&JwtConfig::hs256(b"secret".to_vec())).is_ok());
+    }
+
+    #[actix_web::test]
+    async fn identity_provider_tokens_for_another_audience_are_refused() {
+        let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+        let jwks = jwks_file(&[(RSA_PRIVATE, "k1")]);
+        let location = jwks.path().to_str().unwrap();
+        let exp = now() + 600;
+        let token = |aud: Option<&str>| {
+            let mut claims = serde_json::json!({"sub": "alice", "exp": exp});
+            if let Some(aud) = aud {
+                claims["aud"] = aud.into();
+            }
+            sign_with(Algorithm::RS256, Some("k1"), &rsa, &claims)
+        };
+        let pem = public_key(Algorithm::RS256, RSA_PUBLIC);
+        let jwks = jwks_verifier(location, Duration::ZERO);
+        for v in [&pem, &jwks] {
+            assert_eq!(v.verify(&token(Some(AUD))).await.unwrap().sub, "alice");
+            for refused in [Some("billing"), None] {
+                assert_eq!(
+                    v.verify(&token(refused)).await.unwrap_err(),
+                    AuthError::Invalid,
+                    "{refused:?}"
+                );
+            }
+        }
+        // Opting out accepts any audience, and none.
+        let any = JwtVerifier::new(&JwtConfig {
+            audience: None,
+            accept_any_audience: true,
+            ..public_key_config(Algorithm::RS256, RSA_PUBLIC)
+        })
+        .unwrap();
+        for aud in [Some("billing"), None] {
+            assert_eq!(any.verify(&token(aud)).await.unwrap().sub, "alice");
+        }
     }
 }

@@ -11,6 +11,12 @@ pub use jsonwebtoken::Algorithm;
 pub use jwt::{AuthError, Claims, JwtConfig, JwtKey, JwtVerifier};
 pub use webhook::{SignatureError, SignedHeaders, WebhookSecrets};
 
+/// The largest difference between two nodes' clocks that what is remembered
+/// to refuse a credential (a revocation, a used `webhook-id`) allows for: it
+/// is kept this much longer than the credential could be accepted by the
+/// node that checks it.
+pub const CLOCK_SKEW_MARGIN_SECS: u64 = 60;
+
 /// Seconds since the Unix epoch, the unit of `exp`, `iat` and webhook
 /// timestamps.
 pub fn unix_now() -> u64 {

@@ -7,7 +7,8 @@
 //! active at once, so a new secret can be added before the old one is
 //! removed. Comparisons are constant-time, and the timestamp must be within
 //! [`TOLERANCE_SECS`] of the server's clock. Replays of a `webhook-id` within
-//! that window are the caller's to refuse (they need shared state).
+//! that window are the caller's to refuse (they need shared state),
+//! remembering each id for [`REPLAY_TTL_SECS`].
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -15,8 +16,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::CLOCK_SKEW_MARGIN_SECS;
+
 /// How far a `webhook-timestamp` may be from the server's clock.
 pub const TOLERANCE_SECS: u64 = 5 * 60;
+/// How long an accepted `webhook-id` must be remembered to refuse its
+/// replays: a request is accepted from `TOLERANCE_SECS` before its timestamp
+/// to `TOLERANCE_SECS` after it, so an id first used at the start of that
+/// window can be replayed until its end, and on a node whose clock is behind
+/// by up to [`CLOCK_SKEW_MARGIN_SECS`] a little longer.
+pub const REPLAY_TTL_SECS: u64 = 2 * TOLERANCE_SECS + CLOCK_SKEW_MARGIN_SECS;
 /// Longest accepted `webhook-id`.
 pub const MAX_ID_LEN: usize = 255;
 /// Longest sender name; it becomes the `source` of stored notifications.
@@ -279,5 +288,19 @@ mod tests {
             assert!(WebhookSecrets::parse(bad).is_err(), "{bad}");
         }
         assert!(WebhookSecrets::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn used_ids_are_remembered_for_longer_than_their_timestamp_is_accepted() {
+        let s = secrets();
+        let sig = sign(OLD, "m1", NOW, b"{}").unwrap();
+        let at = |now| s.verify(headers("m1", &NOW.to_string(), &sig), b"{}", now);
+        let (first, last) = (NOW - TOLERANCE_SECS, NOW + TOLERANCE_SECS);
+        assert!(at(first).is_ok() && at(last).is_ok());
+        assert!(at(first - 1).is_err() && at(last + 1).is_err());
+        // Accepted from the start of the second `first` to the end of the
+        // second `last`; the id must be remembered beyond that.
+        let accepted_for = last + 1 - first;
+        assert!(REPLAY_TTL_SECS > accepted_for, "{REPLAY_TTL_SECS}");
     }
 }

@@ -30,3 +30,32 @@ pub async fn release(pool: &RedisPool, key: &str) -> Result<(), BusError> {
         .await
         .map_err(unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use notify_auth::webhook::{REPLAY_TTL_SECS, TOLERANCE_SECS};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claimed_id_is_kept_beyond_the_window_its_timestamp_is_accepted_in() {
+        let pool = crate::build_pool(&notify_testkit::redis_url(), 2).unwrap();
+        let key = notify_testkit::unique("replay");
+        assert!(claim_once(&pool, &key, REPLAY_TTL_SECS).await.unwrap());
+        assert!(!claim_once(&pool, &key, REPLAY_TTL_SECS).await.unwrap());
+        let mut conn = crate::pool::conn(&pool).await.unwrap();
+        let kept_ms: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // A timestamp is accepted from TOLERANCE_SECS before it to the end
+        // of the second TOLERANCE_SECS after it: an id first used at the
+        // start of that window must still be known at its end.
+        let window_ms = ((2 * TOLERANCE_SECS + 1) * 1000) as i64;
+        assert!(kept_ms > window_ms, "{kept_ms} <= {window_ms}");
+        release(&pool, &key).await.unwrap();
+        assert!(claim_once(&pool, &key, REPLAY_TTL_SECS).await.unwrap());
+        release(&pool, &key).await.unwrap();
+    }
+}

@@ -91,3 +91,122 @@ async fn run(pool: &RedisPool, pipe: redis::Pipeline) -> Result<(), BusError> {
     let mut conn = crate::pool::conn(pool).await?;
     pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use notify_auth::jwt::sign_hs256;
+    use notify_auth::{Claims, JwtConfig, JwtVerifier};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"revocation-test-secret";
+    const MAX_LIFETIME: u64 = 3600;
+    const LEEWAY: u64 = 30;
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(&JwtConfig {
+            max_lifetime: Duration::from_secs(MAX_LIFETIME),
+            leeway: Duration::from_secs(LEEWAY),
+            ..JwtConfig::hs256(SECRET)
+        })
+        .unwrap()
+    }
+
+    fn token(exp: u64) -> String {
+        let claims = Claims {
+            sub: "ann".into(),
+            exp,
+            iat: None,
+            jti: None,
+        };
+        sign_hs256(SECRET, &claims).unwrap()
+    }
+
+    /// A pool on the test Redis and names no other test uses.
+    fn redis() -> (RedisPool, ChannelNames) {
+        let pool = crate::build_pool(&notify_testkit::redis_url(), 2).unwrap();
+        let names = ChannelNames::new(format!("{}:", notify_testkit::unique("revocation")));
+        (pool, names)
+    }
+
+    /// Milliseconds before `key` expires, as Redis counts them.
+    async fn pttl(pool: &RedisPool, key: &str) -> i64 {
+        let mut conn = crate::pool::conn(pool).await.unwrap();
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    async fn delete(pool: &RedisPool, key: &str) {
+        let mut conn = crate::pool::conn(pool).await.unwrap();
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Seconds from `now` until the last moment the longest-lived token the
+    /// verifier accepts at `now` is still accepted.
+    async fn longest_acceptance_from(v: &JwtVerifier, now: u64) -> u64 {
+        let exp = now + MAX_LIFETIME + LEEWAY;
+        assert!(v.verify(&token(exp)).await.is_ok(), "accepted now");
+        assert!(v.verify(&token(exp + 2)).await.is_err(), "the longest");
+        exp + v.leeway().as_secs() - now
+    }
+
+    #[tokio::test]
+    async fn a_user_disconnect_is_kept_while_any_token_it_refuses_is_accepted() {
+        let v = verifier();
+        let (pool, names) = redis();
+        let now = notify_auth::unix_now();
+        let ttl = v.user_revocation_ttl().as_secs();
+        disconnect_user(&pool, &names, "ann", now, ttl)
+            .await
+            .unwrap();
+        let key = names.revoked_user("ann");
+        let kept_ms = pttl(&pool, &key).await;
+        let accepted_ms = longest_acceptance_from(&v, now).await as i64 * 1000;
+        assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
+        assert_eq!(
+            check(&pool, &names, "ann", None, Some(now)).await.unwrap(),
+            Some(Revoked::User)
+        );
+        delete(&pool, &key).await;
+    }
+
+    #[tokio::test]
+    async fn a_token_revocation_is_kept_while_the_token_is_accepted() {
+        let v = verifier();
+        let (pool, names) = redis();
+        let now = notify_auth::unix_now();
+        // With its exp: until the leeway after it has passed.
+        let exp = now + 600;
+        let ttl = v.token_revocation_ttl(Some(exp), now).as_secs();
+        revoke_token(&pool, &names, "known-exp", ttl).await.unwrap();
+        let key = names.revoked_token("known-exp");
+        let kept_ms = pttl(&pool, &key).await;
+        assert!(kept_ms > (exp + LEEWAY - now) as i64 * 1000, "{kept_ms}");
+        assert_eq!(
+            check(&pool, &names, "ann", Some("known-exp"), Some(now))
+                .await
+                .unwrap(),
+            Some(Revoked::Token)
+        );
+        delete(&pool, &key).await;
+        // Without: as long as the longest-lived token accepted now.
+        let ttl = v.token_revocation_ttl(None, now).as_secs();
+        revoke_token(&pool, &names, "unknown-exp", ttl)
+            .await
+            .unwrap();
+        let key = names.revoked_token("unknown-exp");
+        let kept_ms = pttl(&pool, &key).await;
+        let accepted_ms = longest_acceptance_from(&v, now).await as i64 * 1000;
+        assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
+        delete(&pool, &key).await;
+    }
+}

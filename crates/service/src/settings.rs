@@ -36,6 +36,8 @@ where
 
 /// Longest `TOKEN_MAX_LIFETIME_SECS`: a year.
 const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+/// Largest `JWT_LEEWAY_SECS`: clocks further apart need fixing, not leeway.
+const MAX_JWT_LEEWAY_SECS: u64 = 300;
 
 /// How user tokens are verified; exactly one key source must be set:
 ///
@@ -46,9 +48,12 @@ const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 24 * 3600;
 ///   unknown `kid` at most every `JWT_JWKS_MIN_REFRESH_SECS` (30) and when
 ///   older than `JWT_JWKS_MAX_AGE_SECS` (3600).
 ///
-/// `JWT_ISSUER` and `JWT_AUDIENCE`, when set, must match `iss` and `aud`.
-/// Tokens valid for longer than `TOKEN_MAX_LIFETIME_SECS` (86400) from now
-/// are refused, so that revocations, kept that long, outlive them.
+/// `JWT_ISSUER` and `JWT_AUDIENCE`, when set, must match `iss` and `aud`;
+/// with a public key or a JWKS, `JWT_AUDIENCE` is required unless
+/// `JWT_ACCEPT_ANY_AUDIENCE=true`. Tokens valid for longer than
+/// `TOKEN_MAX_LIFETIME_SECS` (86400) from now are refused, so that
+/// revocations, kept that long, outlive them. `JWT_LEEWAY_SECS` (0) is the
+/// clock difference with the token issuer allowed on `exp` and `nbf`.
 pub fn jwt_config() -> anyhow::Result<JwtConfig> {
     let secret = optional("JWT_SECRET");
     let pem_file = optional("JWT_PUBLIC_KEY_FILE");
@@ -90,11 +95,17 @@ pub fn jwt_config() -> anyhow::Result<JwtConfig> {
     if !(60..=MAX_TOKEN_LIFETIME_SECS).contains(&max_lifetime) {
         bail!("TOKEN_MAX_LIFETIME_SECS must be 60 to {MAX_TOKEN_LIFETIME_SECS} seconds");
     }
+    let leeway = parsed("JWT_LEEWAY_SECS")?.unwrap_or(0);
+    if leeway > MAX_JWT_LEEWAY_SECS {
+        bail!("JWT_LEEWAY_SECS must be 0 to {MAX_JWT_LEEWAY_SECS} seconds");
+    }
     let config = JwtConfig {
         key,
         issuer: optional("JWT_ISSUER"),
         audience: optional("JWT_AUDIENCE"),
+        accept_any_audience: parsed("JWT_ACCEPT_ANY_AUDIENCE")?.unwrap_or(false),
         max_lifetime: Duration::from_secs(max_lifetime),
+        leeway: Duration::from_secs(leeway),
     };
     // Refuse a bad key at start, not at the first connection.
     JwtVerifier::new(&config).map_err(anyhow::Error::msg)?;

@@ -5,7 +5,7 @@
 //! have expired anyway.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use notify_auth::jwt::{valid_user_id, LEEWAY_SECS};
+use notify_auth::jwt::valid_user_id;
 use notify_bus::revocation;
 use serde::Deserialize;
 use serde_json::json;
@@ -32,10 +32,7 @@ pub async fn disconnect_user(
         ));
     }
     let now = crate::unix_now();
-    let ttl = state
-        .token_max_lifetime
-        .as_secs()
-        .saturating_add(LEEWAY_SECS);
+    let ttl = state.jwt.user_revocation_ttl().as_secs();
     revocation::disconnect_user(&state.redis, &state.channels, &user, now, ttl)
         .await
         .map_err(redis_unavailable)?;
@@ -65,12 +62,11 @@ pub async fn revoke_token(
         )));
     }
     let now = crate::unix_now();
-    let ttl = match request.exp {
-        Some(exp) => exp.saturating_sub(now),
-        None => state.token_max_lifetime.as_secs(),
-    }
-    .saturating_add(LEEWAY_SECS)
-    .min(MAX_REVOCATION_SECS);
+    let ttl = state
+        .jwt
+        .token_revocation_ttl(request.exp, now)
+        .as_secs()
+        .min(MAX_REVOCATION_SECS);
     revocation::revoke_token(&state.redis, &state.channels, &jti, ttl)
         .await
         .map_err(redis_unavailable)?;

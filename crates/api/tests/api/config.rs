@@ -54,3 +54,80 @@ async fn token_command_signs_a_usable_token() {
     assert_eq!(claims.sub, "alice");
     assert!(claims.iat.is_some() && claims.jti.is_some(), "revocable");
 }
+
+/// Runs the api binary with only these settings; its exit status and stderr.
+fn run_with(args: &[&str], settings: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_notify-api"))
+        .env_clear()
+        .envs(settings.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr)
+}
+
+#[test]
+fn identity_provider_keys_need_an_audience_or_an_explicit_opt_out() {
+    let pem = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testkit/keys/rsa-public.pem"
+    );
+    let serve = [
+        ("DATABASE_URL", "mysql://root@127.0.0.1:1/x"),
+        ("WEBHOOK_API_KEYS", "0123456789abcdef0123456789"),
+    ];
+    for (source, location) in [
+        ("JWT_JWKS", "/nonexistent/jwks.json"),
+        ("JWT_PUBLIC_KEY_FILE", pem),
+    ] {
+        let mut settings = serve.to_vec();
+        settings.push((source, location));
+        let (ok, stderr) = run_with(&[], &settings);
+        assert!(!ok);
+        assert!(
+            stderr.contains(&format!("JWT_AUDIENCE is required with {source}"))
+                && stderr.contains("JWT_ACCEPT_ANY_AUDIENCE=true"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        // The `token` command reads the same settings and, once they are
+        // accepted, stops because it signs HS256 tokens only.
+        for accepted in [
+            ("JWT_AUDIENCE", "notify"),
+            ("JWT_ACCEPT_ANY_AUDIENCE", "true"),
+        ] {
+            let (ok, stderr) = run_with(&["token", "alice"], &[(source, location), accepted]);
+            assert!(!ok);
+            assert!(
+                stderr.contains("signs HS256 tokens only"),
+                "{accepted:?}: {stderr}"
+            );
+        }
+        let (_, stderr) = run_with(
+            &["token", "alice"],
+            &[
+                (source, location),
+                ("JWT_AUDIENCE", "notify"),
+                ("JWT_ACCEPT_ANY_AUDIENCE", "true"),
+            ],
+        );
+        assert!(
+            stderr.contains("set only one of JWT_AUDIENCE and JWT_ACCEPT_ANY_AUDIENCE"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn jwt_leeway_is_bounded() {
+    let secret = ("JWT_SECRET", "0123456789abcdef0123");
+    let (ok, stderr) = run_with(&["token", "alice"], &[secret, ("JWT_LEEWAY_SECS", "301")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("JWT_LEEWAY_SECS must be 0 to 300 seconds"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run_with(&["token", "alice"], &[secret, ("JWT_LEEWAY_SECS", "300")]);
+    assert!(ok, "{stderr}");
+}

@@ -297,3 +297,27 @@ async fn user_endpoints_refuse_bad_tokens() {
         1
     );
 }
+
+#[actix_web::test]
+async fn a_token_expired_seconds_ago_is_refused_as_expired() {
+    // The gateway refuses the same token before the upgrade: both use one
+    // leeway (none by default), not the JWT library's 60 s.
+    let app = TestApp::spawn().await;
+    let expired = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "alice", "exp": now_secs() - 10}),
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let auth = format!("Bearer {expired}");
+    let reply = app
+        .request(
+            "GET",
+            "/api/notifications",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.code(), "token_expired");
+}

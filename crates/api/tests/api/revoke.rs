@@ -61,3 +61,61 @@ async fn a_revoked_jti_is_refused_and_nothing_else() {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+/// Milliseconds before `key` expires, as Redis counts them.
+async fn pttl(key: &str) -> i64 {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn revocations_are_kept_while_the_tokens_they_refuse_are_accepted() {
+    let (max_lifetime, leeway) = (3600, 30);
+    let app = TestApp::spawn_with(|c| {
+        c.jwt.max_lifetime = std::time::Duration::from_secs(max_lifetime);
+        c.jwt.leeway = std::time::Duration::from_secs(leeway);
+    })
+    .await;
+    // The longest-lived token accepted now expires max_lifetime + leeway
+    // from now and is accepted until leeway after that.
+    let accepted_ms = ((max_lifetime + 2 * leeway) * 1000) as i64;
+    let reply = app
+        .request(
+            "POST",
+            "/v1/users/ann/disconnect",
+            &[("x-api-key", API_KEY)],
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let kept_ms = pttl(&format!("{}revoked:user:ann", app.prefix)).await;
+    assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
+
+    let jti = unique("jti");
+    let reply = app
+        .send(
+            "/v1/tokens/revoke",
+            &serde_json::json!({"jti": jti}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let kept_ms = pttl(&format!("{}revoked:jti:{jti}", app.prefix)).await;
+    assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
+
+    let exp = now_secs() + 600;
+    let reply = app
+        .send(
+            "/v1/tokens/revoke",
+            &serde_json::json!({"jti": jti, "exp": exp}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let kept_ms = pttl(&format!("{}revoked:jti:{jti}", app.prefix)).await;
+    let until_ms = ((exp + leeway - now_secs()) * 1000) as i64;
+    assert!(kept_ms > until_ms, "{kept_ms} <= {until_ms}");
+}

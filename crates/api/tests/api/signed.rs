@@ -175,3 +175,23 @@ async fn an_invalid_signed_request_does_not_use_up_its_id() {
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
     assert_eq!(app.rows().await, 1);
 }
+
+#[actix_web::test]
+async fn an_accepted_webhook_id_is_kept_beyond_its_acceptance_window() {
+    let app = TestApp::spawn().await;
+    let now = now_secs();
+    let sig = signature(SIGNING_SECRET, "kept", now, BODY);
+    let reply = app.signed("kept", &now.to_string(), &sig, BODY).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let kept_ms: i64 = redis::cmd("PTTL")
+        .arg(format!("{}webhook:billing:kept", app.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A timestamp is accepted for 2 × TOLERANCE_SECS + 1 s, and its id may
+    // be first used at the very start of that window.
+    let window_ms = ((2 * notify_auth::webhook::TOLERANCE_SECS + 1) * 1000) as i64;
+    assert!(kept_ms > window_ms, "{kept_ms} <= {window_ms}");
+}

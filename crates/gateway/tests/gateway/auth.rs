@@ -239,3 +239,37 @@ async fn connections_end_with_their_token_unless_refreshed() {
     let ids = cluster.notify(&["tim"], "still here").await;
     assert_eq!(tim.notification_id().await, ids[0]);
 }
+
+#[actix_web::test]
+async fn a_token_expired_seconds_ago_is_refused_before_the_upgrade() {
+    // Within the JWT library's default leeway: such a token used to get
+    // `welcome` and then be closed at once with `token expired`, so clients
+    // reconnected in a loop.
+    let cluster = Cluster::start().await;
+    let g = cluster.gateway().await;
+    let expired = sign(
+        Algorithm::HS256,
+        JWT_SECRET.as_bytes(),
+        json!({"sub": "ann", "exp": now_secs() - 10}),
+    );
+    let auth = format!("Bearer {expired}");
+    let (status, body) = get_with_auth(&format!("http://127.0.0.1:{}/ws", g.port), &auth).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "token_expired");
+    let refused = WsClient::connect(&format!("{}/ws", g.base), &[("authorization", &auth)]).await;
+    assert_eq!(refused.err(), Some(401));
+    let refused = WsClient::connect(&format!("{}/ws?token={expired}", g.base), &[]).await;
+    assert_eq!(refused.err(), Some(401));
+    // In a first frame: closed without a `welcome`.
+    let mut by_frame = WsClient::connect(&format!("{}/ws", g.base), &[])
+        .await
+        .unwrap();
+    by_frame
+        .send(&json!({"type": "auth", "token": expired}).to_string())
+        .await;
+    assert_eq!(
+        by_frame.next().await,
+        Received::Close(Some(1008), "token expired".into())
+    );
+    assert_eq!(g.connections().await, 0);
+}

@@ -74,7 +74,9 @@ async fn identity_provider_tokens_are_verified_through_its_jwks() {
                 },
                 issuer: Some(ISSUER.into()),
                 audience: Some(AUDIENCE.into()),
+                accept_any_audience: false,
                 max_lifetime: Duration::from_secs(3600),
+                leeway: Duration::ZERO,
             }
         })
         .await;
