@@ -9,7 +9,8 @@
 //! | `JWT_JWKS` | unset | verify tokens with the keys of this JWKS file or `http(s)://` URL instead |
 //! | `JWT_JWKS_MIN_REFRESH_SECS` / `JWT_JWKS_MAX_AGE_SECS` | `30` / `3600` | refetch the JWKS on an unknown `kid` at most this often / when older than this |
 //! | `JWT_ISSUER` | unset | when set, tokens must carry this `iss` |
-//! | `JWT_AUDIENCE` | unset | when set, tokens must carry this `aud` |
+//! | `JWT_AUDIENCE` | unset; required with `JWT_PUBLIC_KEY_FILE` or `JWT_JWKS` unless `JWT_ACCEPT_ANY_AUDIENCE=true` | when set, tokens must carry this `aud` |
+//! | `JWT_LEEWAY_SECS` | `0` (at most 300) | clock leeway for `exp`, `nbf` and the maximum lifetime, the same everywhere |
 //! | `WEBHOOK_API_KEYS` | required unless signing secrets are set | comma-separated keys for server-to-server calls |
 //! | `WEBHOOK_SIGNING_SECRETS` | unset | `name=whsec_<base64>` entries (comma or space separated; a name may repeat while rotating) for Standard Webhooks signatures |
 //! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest validity of a user token: tokens whose `exp` is further away are refused; a user disconnect refuses that user's earlier tokens for this long |

@@ -6,7 +6,7 @@
 //! | `NODE_ID` | host name and port | name of this node in `welcome` frames and logs |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis carrying the per-user channels |
 //! | `DATABASE_URL` | required | MySQL, for unread counts and read marks |
-//! | `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE` (+ `JWT_ALGORITHM`) or `JWT_JWKS` (+ `JWT_JWKS_MIN_REFRESH_SECS`, `JWT_JWKS_MAX_AGE_SECS`), `JWT_ISSUER`, `JWT_AUDIENCE`, `TOKEN_MAX_LIFETIME_SECS` | as for the api | user token validation (exactly one key source) |
+//! | `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE` (+ `JWT_ALGORITHM`) or `JWT_JWKS` (+ `JWT_JWKS_MIN_REFRESH_SECS`, `JWT_JWKS_MAX_AGE_SECS`), `JWT_ISSUER`, `JWT_AUDIENCE` (or `JWT_ACCEPT_ANY_AUDIENCE`), `JWT_LEEWAY_SECS`, `TOKEN_MAX_LIFETIME_SECS` | as for the api | user token validation (exactly one key source) |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
 //! | `ALLOWED_ORIGINS` | unset (any) | comma-separated `Origin` values allowed to connect |
 //! | `HEARTBEAT_SECS` | `25` | protocol ping interval; silent clients are closed after twice this |

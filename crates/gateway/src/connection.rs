@@ -427,7 +427,7 @@ async fn serve(
     let mut invalid_frames = 0u32;
     // The connection does not outlive its token, unless the client sends a
     // newer one in a `refresh` frame.
-    let expiry = tokio::time::sleep_until(deadline(token_expiry));
+    let expiry = tokio::time::sleep_until(deadline(token_expiry, node));
     tokio::pin!(expiry);
     let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
@@ -500,7 +500,7 @@ async fn serve(
                     }
                     Reply::Refreshed(newer) => {
                         token_expiry = newer.expires;
-                        expiry.as_mut().reset(deadline(token_expiry));
+                        expiry.as_mut().reset(deadline(token_expiry, node));
                         who.registration.set_token(newer.id.as_deref());
                         who.token = newer;
                         frames::refreshed(token_expiry)
@@ -590,9 +590,12 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// When a token expiring at `exp` (Unix seconds) runs out.
-fn deadline(exp: u64) -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(notify_auth::unix_now()))
+/// When a token expiring at `exp` (Unix seconds) stops being accepted: the
+/// same leeway as at connect, so a token is never accepted at the upgrade
+/// and then closed at once.
+fn deadline(exp: u64, node: &Node) -> tokio::time::Instant {
+    let until = exp.saturating_add(node.jwt.leeway().as_secs());
+    tokio::time::Instant::now() + Duration::from_secs(until.saturating_sub(notify_auth::unix_now()))
 }
 
 /// Spends one inbound frame from the connection's budget, counting the
