@@ -7,13 +7,18 @@
 
 pub mod acks;
 pub mod budget;
+pub mod catchup;
 pub mod config;
 pub mod connection;
 pub mod frames;
+pub mod handshake;
+pub mod node;
 pub mod outbox;
 pub mod registry;
+pub mod requests;
 pub mod routes;
 pub mod seen;
+pub mod socket;
 pub mod startup;
 pub mod subscriber;
 

@@ -10,7 +10,8 @@ use actix_web::{rt, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::connection::{self, Node, OpenSocket, Refusal};
+use crate::connection;
+use crate::node::{Node, OpenSocket, Refusal};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))

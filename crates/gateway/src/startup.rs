@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::acks::Acks;
 use crate::config::{Config, Drain};
-use crate::connection::Node;
+use crate::node::Node;
 use crate::outbox::CloseSignal;
 use crate::registry::Registry;
 use crate::routes;

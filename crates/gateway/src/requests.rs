@@ -1,0 +1,120 @@
+//! What a connection does with a valid client frame: read marks, acks,
+//! token refreshes, pings and resume requests.
+
+use notify_auth::Claims;
+use notify_bus::Publisher;
+use notify_protocol::{ChannelNames, Event};
+use notify_store::Notification;
+
+use crate::connection::Who;
+use crate::frames::{self, ClientFrame, FrameError};
+use crate::node::Node;
+
+/// The answer to a client frame.
+pub(crate) enum Reply {
+    Nothing,
+    Text(String),
+    Refused(FrameError),
+    Resume(u64),
+    /// A valid newer token for the same user arrived.
+    Refreshed(Token),
+}
+
+/// What a connection keeps of the token it runs on.
+pub(crate) struct Token {
+    /// `exp` (Unix seconds): the connection closes then.
+    pub(crate) expires: u64,
+    /// `iat` and `jti`, to check again for revocations missed while the
+    /// bus was away.
+    pub(crate) issued: Option<u64>,
+    pub(crate) id: Option<Box<str>>,
+}
+
+impl From<Claims> for Token {
+    fn from(claims: Claims) -> Self {
+        Token {
+            expires: claims.exp,
+            issued: claims.iat,
+            id: claims.jti.map(String::into_boxed_str),
+        }
+    }
+}
+
+/// Acts on a valid client frame.
+pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Reply {
+    let user = who.user;
+    match frame {
+        ClientFrame::Ping => Reply::Text(frames::pong().to_owned()),
+        ClientFrame::Auth { .. } => {
+            Reply::Refused(FrameError::Invalid("already authenticated".into()))
+        }
+        ClientFrame::Resume { after } => Reply::Resume(after),
+        ClientFrame::Refresh { token } => match node.authorize(&token).await {
+            Ok(claims) if claims.sub == user => Reply::Refreshed(Token::from(claims)),
+            Ok(_) => Reply::Refused(FrameError::Invalid("the token is for another user".into())),
+            Err(refusal) => Reply::Refused(FrameError::Invalid(refusal.message().into())),
+        },
+        ClientFrame::Ack { ids } => {
+            if node.acks.record(user, ids) {
+                Reply::Nothing
+            } else {
+                Reply::Text(frames::error(
+                    "unavailable",
+                    "acks are not being recorded right now, send them again later",
+                ))
+            }
+        }
+        ClientFrame::Read { ids } => {
+            let changed = {
+                let _turn = who.registration.db_turn().await;
+                match notify_store::pool::get(&node.db).await {
+                    Ok(mut conn) => {
+                        Notification::mark_read(&mut conn, user, &ids, notify_store::now()).await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match changed {
+                Ok(ids) if ids.is_empty() => Reply::Nothing,
+                Ok(ids) => {
+                    publish(&node.publisher, &node.channels, user, &Event::Read { ids });
+                    Reply::Nothing
+                }
+                Err(error) => Reply::Text(storage_error(&error)),
+            }
+        }
+        ClientFrame::ReadAll => {
+            let result = {
+                let _turn = who.registration.db_turn().await;
+                match notify_store::pool::get(&node.db).await {
+                    Ok(mut conn) => {
+                        Notification::mark_all_read(&mut conn, user, notify_store::now()).await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok((updated, Some(up_to))) if updated > 0 => {
+                    publish(
+                        &node.publisher,
+                        &node.channels,
+                        user,
+                        &Event::ReadAll { up_to },
+                    );
+                    Reply::Nothing
+                }
+                Ok(_) => Reply::Nothing,
+                Err(error) => Reply::Text(storage_error(&error)),
+            }
+        }
+    }
+}
+
+fn publish(publisher: &Publisher, channels: &ChannelNames, user: &str, event: &Event) {
+    publisher.publish(channels.user(user), event.to_frame());
+}
+
+fn storage_error(error: &notify_store::StoreError) -> String {
+    tracing::warn!(%error, "could not store a read mark");
+    frames::error("unavailable", "could not save the change, retry later")
+}
