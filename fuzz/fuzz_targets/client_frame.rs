@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use notify_gateway::frames::ClientFrame;
+use notify_protocol::ClientFrame;
 
 fuzz_target!(|data: &[u8]| {
     // Text frames are UTF-8 by the time they reach the decoder.

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use actix_ws::Session;
 use chrono::{NaiveDateTime, TimeDelta};
-use notify_protocol::Event;
+use notify_protocol::{Event, ServerFrame};
 use notify_store::{DbPool, Notification};
 
 use crate::connection::{Sent, State, Who};
-use crate::frames;
 use crate::node::Node;
 use crate::socket::{write, End};
 
@@ -110,10 +109,11 @@ pub(crate) async fn retry_catch_up(
         if let Err(error) = backfill(node, who, catchup, &mut state.sent, session).await? {
             if retry.attempts + 1 >= CATCHUP_ATTEMPTS {
                 tracing::warn!(%error, "could not read missed notifications, giving up");
-                let frame = frames::error(
-                    "unavailable",
-                    "could not read missed notifications; resume again later",
-                );
+                let frame = ServerFrame::Error {
+                    code: "unavailable",
+                    message: "could not read missed notifications; resume again later",
+                }
+                .to_frame();
                 return write(node, session.text(frame)).await;
             }
             retry.attempts += 1;
@@ -161,7 +161,14 @@ async fn backfill(
     }
     write(
         node,
-        session.text(frames::resumed(count, truncated, oldest)),
+        session.text(
+            ServerFrame::Resumed {
+                count,
+                truncated,
+                oldest_id: oldest,
+            }
+            .to_frame(),
+        ),
     )
     .await?;
     Ok(Ok(()))

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use chrono::NaiveDateTime;
 use notify_auth::Claims;
+use notify_protocol::frame::notification_id;
+use notify_protocol::{ClientFrame, FrameError, ServerFrame};
 
 use crate::budget::FrameBudget;
 use crate::catchup::{catch_up, retry_catch_up, Catchup, Retry};
 use crate::config::Limits;
-use crate::frames::{self, ClientFrame, FrameError};
 use crate::handshake::{authenticate, await_subscription, greeting};
 use crate::node::{Node, OpenSocket, Refusal};
 use crate::outbox::{CloseSignal, Next, Outbox};
@@ -164,7 +165,11 @@ async fn serve(
                     }
                     if over_budget == 1 {
                         node.refusals.add("rate_limited");
-                        let frame = frames::error("rate_limited", "too many frames, slow down");
+                        let frame = ServerFrame::Error {
+                            code: "rate_limited",
+                            message: "too many frames, slow down",
+                        }
+                        .to_frame();
                         if let Err(end) = write(node, session.text(frame)).await {
                             return end;
                         }
@@ -199,7 +204,7 @@ async fn serve(
                         expiry.as_mut().reset(deadline(token_expiry, node));
                         who.registration.set_token(newer.id.as_deref());
                         who.token = newer;
-                        frames::refreshed(token_expiry)
+                        ServerFrame::Refreshed { expires_at: token_expiry }.to_frame()
                     }
                     Reply::Text(text) => text,
                     Reply::Refused(error) => {
@@ -208,7 +213,7 @@ async fn serve(
                             return End::Close(CloseCode::Policy, "too many invalid frames");
                         }
                         node.refusals.add(error.code());
-                        frames::error(error.code(), &error.to_string())
+                        ServerFrame::Error { code: error.code(), message: &error.to_string() }.to_frame()
                     }
                 };
                 if let Err(end) = write(node, session.text(text)).await {
@@ -243,7 +248,7 @@ async fn flush(
     loop {
         match outbox.next() {
             Next::Send(frame) => {
-                if let Some(id) = frames::notification_id(&frame) {
+                if let Some(id) = notification_id(&frame) {
                     if !state.sent.get_or_insert_with(Box::default).first_time(id) {
                         continue;
                     }

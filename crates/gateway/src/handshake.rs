@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
 use notify_auth::Claims;
+use notify_protocol::{ClientFrame, ServerFrame};
 use notify_store::Notification;
 
 use crate::budget::FrameBudget;
 use crate::connection::Who;
-use crate::frames::{self, ClientFrame};
 use crate::node::Node;
 use crate::outbox::Outbox;
 use crate::socket::{protocol_end, write, End};
@@ -44,12 +44,13 @@ pub(crate) async fn greeting(node: &Node, who: &Who<'_>) -> String {
     };
     let session_id = format!("{:032x}", rand::random::<u128>());
     tracing::debug!(%session_id, "connection authenticated");
-    frames::welcome(
-        &session_id,
-        &node.id,
-        node.limits.heartbeat.as_secs(),
+    ServerFrame::Welcome {
+        session_id: &session_id,
+        node: &node.id,
+        heartbeat_s: node.limits.heartbeat.as_secs(),
         unread_count,
-    )
+    }
+    .to_frame()
 }
 
 pub(crate) async fn authenticate(

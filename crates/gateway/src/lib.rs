@@ -10,7 +10,6 @@ pub mod budget;
 pub mod catchup;
 pub mod config;
 pub mod connection;
-pub mod frames;
 pub mod handshake;
 pub mod node;
 pub mod outbox;

@@ -3,11 +3,10 @@
 
 use notify_auth::Claims;
 use notify_bus::Publisher;
-use notify_protocol::{ChannelNames, Event};
+use notify_protocol::{ChannelNames, ClientFrame, Event, FrameError, ServerFrame};
 use notify_store::Notification;
 
 use crate::connection::Who;
-use crate::frames::{self, ClientFrame, FrameError};
 use crate::node::Node;
 
 /// The answer to a client frame.
@@ -44,7 +43,7 @@ impl From<Claims> for Token {
 pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Reply {
     let user = who.user;
     match frame {
-        ClientFrame::Ping => Reply::Text(frames::pong().to_owned()),
+        ClientFrame::Ping => Reply::Text(ServerFrame::Pong.to_frame()),
         ClientFrame::Auth { .. } => {
             Reply::Refused(FrameError::Invalid("already authenticated".into()))
         }
@@ -58,10 +57,13 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             if node.acks.record(user, ids) {
                 Reply::Nothing
             } else {
-                Reply::Text(frames::error(
-                    "unavailable",
-                    "acks are not being recorded right now, send them again later",
-                ))
+                Reply::Text(
+                    ServerFrame::Error {
+                        code: "unavailable",
+                        message: "acks are not being recorded right now, send them again later",
+                    }
+                    .to_frame(),
+                )
             }
         }
         ClientFrame::Read { ids } => {
@@ -116,5 +118,9 @@ fn publish(publisher: &Publisher, channels: &ChannelNames, user: &str, event: &E
 
 fn storage_error(error: &notify_store::StoreError) -> String {
     tracing::warn!(%error, "could not store a read mark");
-    frames::error("unavailable", "could not save the change, retry later")
+    ServerFrame::Error {
+        code: "unavailable",
+        message: "could not save the change, retry later",
+    }
+    .to_frame()
 }

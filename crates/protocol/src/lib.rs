@@ -8,7 +8,9 @@
 pub mod channel;
 pub mod control;
 pub mod event;
+pub mod frame;
 
 pub use channel::ChannelNames;
 pub use control::Control;
 pub use event::{Event, Notification};
+pub use frame::{ClientFrame, FrameError, ServerFrame};

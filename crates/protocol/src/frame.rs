@@ -1,9 +1,9 @@
-//! Frames a client may send, and the frames the gateway itself writes
-//! (events published by the api are forwarded untouched and are not built
-//! here). The format is specified in `docs/protocol.md`.
+//! The frames of the client protocol other than events: what a client may
+//! send, and what the gateway itself writes (events published by the api
+//! are forwarded untouched, see [`crate::event`]). The format is specified
+//! in `docs/protocol.md`.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 /// Most ids in one `read` frame.
 pub const MAX_IDS_PER_FRAME: usize = 1000;
@@ -121,37 +121,40 @@ impl ClientFrame {
     }
 }
 
-pub fn welcome(
-    session_id: &str,
-    node: &str,
-    heartbeat_s: u64,
-    unread_count: Option<u64>,
-) -> String {
-    json!({
-        "type": "welcome",
-        "session_id": session_id,
-        "node": node,
-        "heartbeat_s": heartbeat_s,
-        "unread_count": unread_count,
-    })
-    .to_string()
+/// A frame the gateway writes itself.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// The connection is authenticated and its user's channel subscribed.
+    Welcome {
+        session_id: &'a str,
+        node: &'a str,
+        heartbeat_s: u64,
+        /// None when MySQL could not be asked.
+        unread_count: Option<u64>,
+    },
+    /// A client frame was refused; the connection stays open.
+    Error { code: &'a str, message: &'a str },
+    /// Ends a catch-up batch: `count` notifications were sent; `truncated`
+    /// means older ones exist, to be paged through the api before
+    /// `oldest_id`.
+    Resumed {
+        count: usize,
+        truncated: bool,
+        oldest_id: Option<u64>,
+    },
+    /// A `refresh` frame was accepted: the connection now lasts until
+    /// `expires_at` (Unix seconds).
+    Refreshed { expires_at: u64 },
+    /// The answer to a client `ping` frame.
+    Pong,
 }
 
-pub fn error(code: &str, message: &str) -> String {
-    json!({"type": "error", "code": code, "message": message}).to_string()
-}
-
-/// Ends a resume batch: `count` notifications were sent; `truncated` means
-/// older ones exist, to be paged through the api before `oldest`.
-pub fn resumed(count: usize, truncated: bool, oldest: Option<u64>) -> String {
-    json!({"type": "resumed", "count": count, "truncated": truncated, "oldest_id": oldest})
-        .to_string()
-}
-
-/// The answer to a valid `refresh` frame: the connection now lasts until
-/// `expires_at` (Unix seconds).
-pub fn refreshed(expires_at: u64) -> String {
-    json!({"type": "refreshed", "expires_at": expires_at}).to_string()
+impl ServerFrame<'_> {
+    pub fn to_frame(&self) -> String {
+        // Plain strings and numbers: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
 }
 
 /// The id of a `notification` frame, if it is one.
@@ -174,10 +177,6 @@ pub fn notification_id(frame: &str) -> Option<u64> {
     }
     let frame: Frame = serde_json::from_str(frame).ok()?;
     (frame.kind == "notification").then_some(frame.notification?.id)
-}
-
-pub fn pong() -> &'static str {
-    r#"{"type":"pong"}"#
 }
 
 #[cfg(test)]
@@ -229,6 +228,33 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod server_frame_tests {
+    use super::ServerFrame;
+
+    #[test]
+    fn server_frames_carry_their_type() {
+        assert_eq!(ServerFrame::Pong.to_frame(), r#"{"type":"pong"}"#);
+        assert_eq!(
+            ServerFrame::Error {
+                code: "c",
+                message: "m"
+            }
+            .to_frame(),
+            r#"{"type":"error","code":"c","message":"m"}"#
+        );
+        assert_eq!(
+            ServerFrame::Resumed {
+                count: 2,
+                truncated: false,
+                oldest_id: None
+            }
+            .to_frame(),
+            r#"{"type":"resumed","count":2,"truncated":false,"oldest_id":null}"#
+        );
     }
 }
 
