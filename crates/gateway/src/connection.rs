@@ -3,7 +3,7 @@
 //! ends it.
 //!
 //! The task is the only one that writes to its socket. It sleeps until its
-//! outbox changes, a client frame arrives or the heartbeat ticks; everything
+//! queue changes, a client frame arrives or the heartbeat ticks; everything
 //! that needs MySQL runs in a boxed future so an idle connection's task stays
 //! small.
 
@@ -21,10 +21,10 @@ use crate::catchup::{catch_up, retry_catch_up, Catchup, Retry};
 use crate::config::Limits;
 use crate::handshake::{authenticate, await_subscription, greeting};
 use crate::node::{Node, OpenSocket, Refusal};
-use crate::outbox::{CloseSignal, Next, Outbox};
 use crate::registry::Registration;
 use crate::requests::{handle, Reply, Token};
 use crate::seen::Seen;
+use crate::send_queue::{CloseSignal, Next, SendQueue};
 use crate::socket::{close, finish, protocol_end, write, End, CLOSE_TIMEOUT};
 
 /// What a connection remembers of what it sent, created on first use.
@@ -78,11 +78,11 @@ pub async fn run(
         .await;
     }
     let connected_at = notify_store::now();
-    let outbox = Arc::new(Outbox::default());
+    let queue = Arc::new(SendQueue::default());
     let registration =
         node.registry
-            .register(&user, outbox.clone(), claims.jti.as_deref(), claims.iat);
-    await_subscription(&outbox, connected_at).await;
+            .register(&user, queue.clone(), claims.jti.as_deref(), claims.iat);
+    await_subscription(&queue, connected_at).await;
     let who = Who {
         user: &user,
         connected_at,
@@ -106,14 +106,14 @@ pub async fn run(
             return finish(&node, session, end).await;
         }
     }
-    let end = serve(&node, who, &outbox, &mut session, &mut stream, &mut state).await;
+    let end = serve(&node, who, &queue, &mut session, &mut stream, &mut state).await;
     finish(&node, session, end).await
 }
 
 async fn serve(
     node: &Node,
     who: Who<'_>,
-    outbox: &Outbox,
+    queue: &SendQueue,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
     state: &mut State,
@@ -133,12 +133,12 @@ async fn serve(
     loop {
         // Flush first: a change may have been signalled while this task was
         // busy elsewhere.
-        if let Err(end) = flush(node, &who, outbox, session, state).await {
+        if let Err(end) = flush(node, &who, queue, session, state).await {
             return end;
         }
         let retry_at = state.retry.as_ref().map(|r| r.at);
         tokio::select! {
-            _ = outbox.changed() => {}
+            _ = queue.changed() => {}
             _ = sleep_until_some(retry_at) => {
                 if let Some(retry) = state.retry.take() {
                     if let Err(end) = Box::pin(retry_catch_up(node, &who, *retry, state, session)).await {
@@ -237,16 +237,16 @@ async fn serve(
     }
 }
 
-/// Sends what the outbox holds and acts on its signals, until it is idle.
+/// Sends what the queue holds and acts on its signals, until it is idle.
 async fn flush(
     node: &Node,
     who: &Who<'_>,
-    outbox: &Outbox,
+    queue: &SendQueue,
     session: &mut Session,
     state: &mut State,
 ) -> Result<(), End> {
     loop {
-        match outbox.next() {
+        match queue.next() {
             Next::Send(frame) => {
                 if let Some(id) = notification_id(&frame) {
                     if !state.sent.get_or_insert_with(Box::default).first_time(id) {

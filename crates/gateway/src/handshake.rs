@@ -12,7 +12,7 @@ use notify_store::Notification;
 use crate::budget::FrameBudget;
 use crate::connection::Who;
 use crate::node::Node;
-use crate::outbox::Outbox;
+use crate::send_queue::SendQueue;
 use crate::socket::{protocol_end, write, End};
 
 /// Longest wait for the user's channel to be subscribed before greeting; if
@@ -24,14 +24,14 @@ const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
 /// after `welcome` must arrive: if the subscription is still unconfirmed,
 /// what the live path misses until it is comes from MySQL, from
 /// `connected_at` on.
-pub(crate) async fn await_subscription(outbox: &Outbox, connected_at: chrono::NaiveDateTime) {
+pub(crate) async fn await_subscription(queue: &SendQueue, connected_at: chrono::NaiveDateTime) {
     let _ = tokio::time::timeout(SUBSCRIBE_WAIT, async {
-        while !outbox.is_subscribed() {
-            outbox.changed().await;
+        while !queue.is_subscribed() {
+            queue.changed().await;
         }
     })
     .await;
-    outbox.resync_once_subscribed(connected_at);
+    queue.resync_once_subscribed(connected_at);
 }
 
 pub(crate) async fn greeting(node: &Node, who: &Who<'_>) -> String {

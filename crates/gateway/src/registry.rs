@@ -18,12 +18,12 @@ use notify_auth::unix_now;
 use bytestring::ByteString;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::outbox::{CloseSignal, Outbox};
+use crate::send_queue::{CloseSignal, SendQueue};
 
 /// One local connection.
 struct Conn {
     id: u64,
-    outbox: Arc<Outbox>,
+    queue: Arc<SendQueue>,
     /// A hash of its token's `jti` (0 for none), to find the connections a
     /// token revocation closes without keeping every token id around.
     token: u64,
@@ -130,7 +130,7 @@ impl Registry {
     pub fn register(
         self: &Arc<Self>,
         user: &str,
-        outbox: Arc<Outbox>,
+        queue: Arc<SendQueue>,
         jti: Option<&str>,
         iat: Option<u64>,
     ) -> Registration {
@@ -148,11 +148,11 @@ impl Registry {
             };
             let entry = users.entry(key.clone()).or_default();
             if entry.subscribed {
-                outbox.set_subscribed(true);
+                queue.set_subscribed(true);
             }
             entry.conns.push(Conn {
                 id,
-                outbox: outbox.clone(),
+                queue: queue.clone(),
                 token,
             });
             (key, entry.db_turn.clone())
@@ -160,7 +160,7 @@ impl Registry {
         // Checked after joining `users`: a revocation is remembered before
         // its scan of `users`, so one or the other sees this connection.
         if self.recently_revoked(&user, token, iat) {
-            outbox.close(CloseSignal::Revoked);
+            queue.close(CloseSignal::Revoked);
         }
         Registration {
             registry: self.clone(),
@@ -191,7 +191,7 @@ impl Registry {
         entry
             .conns
             .iter()
-            .filter(|conn| conn.outbox.push(frame, self.max_frames, self.max_bytes))
+            .filter(|conn| conn.queue.push(frame, self.max_frames, self.max_bytes))
             .count()
     }
 
@@ -240,7 +240,7 @@ impl Registry {
             if let Some(entry) = map.get_mut(user) {
                 entry.subscribed = subscribed;
                 for conn in &entry.conns {
-                    conn.outbox.set_subscribed(subscribed);
+                    conn.queue.set_subscribed(subscribed);
                 }
             }
         }
@@ -251,7 +251,7 @@ impl Registry {
         for entry in self.users().values_mut() {
             entry.subscribed = false;
             for conn in &entry.conns {
-                conn.outbox.set_subscribed(false);
+                conn.queue.set_subscribed(false);
             }
         }
     }
@@ -261,16 +261,16 @@ impl Registry {
     pub fn resync_all(&self, since: chrono::NaiveDateTime) {
         for entry in self.users().values() {
             for conn in &entry.conns {
-                conn.outbox.resync(since);
+                conn.queue.resync(since);
             }
         }
     }
 
     /// Every local connection, for draining.
-    pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
+    pub fn queues(&self) -> Vec<Arc<SendQueue>> {
         self.users()
             .values()
-            .flat_map(|entry| entry.conns.iter().map(|conn| conn.outbox.clone()))
+            .flat_map(|entry| entry.conns.iter().map(|conn| conn.queue.clone()))
             .collect()
     }
 
@@ -286,7 +286,7 @@ impl Registry {
             return 0;
         };
         for conn in &entry.conns {
-            conn.outbox.close(CloseSignal::Revoked);
+            conn.queue.close(CloseSignal::Revoked);
         }
         entry.conns.len()
     }
@@ -299,7 +299,7 @@ impl Registry {
         let mut closed = 0;
         for entry in self.users().values() {
             for conn in entry.conns.iter().filter(|c| c.token == token) {
-                conn.outbox.close(CloseSignal::Revoked);
+                conn.queue.close(CloseSignal::Revoked);
                 closed += 1;
             }
         }
@@ -350,7 +350,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Next;
+    use crate::send_queue::Next;
 
     #[test]
     fn first_and_last_connection_mark_the_user_dirty() {
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn delivers_to_every_connection_of_the_user_only() {
         let registry = Registry::new(10, 1000);
-        let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
+        let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
             registry.register("a", a1.clone(), None, None),
             registry.register("a", a2.clone(), None, None),
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn revocations_close_exactly_the_affected_connections() {
         let registry = Registry::new(10, 1000);
-        let (a1, a2, b): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) = Default::default();
+        let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
             registry.register("a", a1.clone(), Some("t1"), None),
             registry.register("a", a2.clone(), Some("t2"), None),
@@ -410,8 +410,12 @@ mod tests {
         let registry = Registry::new(10, 1000);
         registry.revoke_token("stolen");
         registry.disconnect_user("mallory");
-        let (stolen, other, mallory, later): (Arc<Outbox>, Arc<Outbox>, Arc<Outbox>, Arc<Outbox>) =
-            Default::default();
+        let (stolen, other, mallory, later): (
+            Arc<SendQueue>,
+            Arc<SendQueue>,
+            Arc<SendQueue>,
+            Arc<SendQueue>,
+        ) = Default::default();
         let now = unix_now();
         let _r = [
             registry.register("a", stolen.clone(), Some("stolen"), Some(now)),

@@ -28,9 +28,9 @@ use tokio::task::JoinHandle;
 use crate::acks::Acks;
 use crate::config::{Config, Drain};
 use crate::node::Node;
-use crate::outbox::CloseSignal;
 use crate::registry::Registry;
 use crate::routes;
+use crate::send_queue::CloseSignal;
 use crate::subscriber::{Subscriber, SubscriberStatus};
 
 pub struct Application {
@@ -185,11 +185,11 @@ impl Application {
 async fn drain(node: &Node, handle: &ServerHandle, drain: &Drain, deadline: tokio::time::Instant) {
     node.draining.store(true, Ordering::Relaxed);
     handle.pause().await;
-    let outboxes = node.registry.outboxes();
-    let total = outboxes.len();
-    for batch in outboxes.chunks(drain.batch) {
-        for outbox in batch {
-            outbox.close(CloseSignal::Restart);
+    let queues = node.registry.queues();
+    let total = queues.len();
+    for batch in queues.chunks(drain.batch) {
+        for queue in batch {
+            queue.close(CloseSignal::Restart);
         }
         if tokio::time::Instant::now() + drain.interval >= deadline {
             break;
@@ -197,8 +197,8 @@ async fn drain(node: &Node, handle: &ServerHandle, drain: &Drain, deadline: toki
         tokio::time::sleep(drain.interval).await;
     }
     // Close whatever the deadline cut short, all at once.
-    for outbox in node.registry.outboxes() {
-        outbox.close(CloseSignal::Restart);
+    for queue in node.registry.queues() {
+        queue.close(CloseSignal::Restart);
     }
     while node.registry.counts().0 > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -53,12 +53,12 @@ pub enum Next {
 }
 
 #[derive(Debug, Default)]
-pub struct Outbox {
+pub struct SendQueue {
     state: Mutex<State>,
     notify: Notify,
 }
 
-impl Outbox {
+impl SendQueue {
     /// Queues a frame; false when the connection is stalled or closing and
     /// the frame was not queued.
     pub fn push(&self, frame: &ByteString, max_frames: usize, max_bytes: usize) -> bool {
@@ -176,58 +176,58 @@ mod tests {
 
     #[test]
     fn overflow_marks_stalled_and_frees_the_queue() {
-        let outbox = Outbox::default();
+        let queue = SendQueue::default();
         let frame = ByteString::from_static("0123456789");
-        assert!(outbox.push(&frame, 2, 1000));
-        assert!(outbox.push(&frame, 2, 1000));
-        assert!(outbox.push(&frame, 2, 1000)); // third overflows
-        assert!(matches!(outbox.next(), Next::Close(CloseSignal::Stalled)));
-        assert!(!outbox.push(&frame, 2, 1000));
+        assert!(queue.push(&frame, 2, 1000));
+        assert!(queue.push(&frame, 2, 1000));
+        assert!(queue.push(&frame, 2, 1000)); // third overflows
+        assert!(matches!(queue.next(), Next::Close(CloseSignal::Stalled)));
+        assert!(!queue.push(&frame, 2, 1000));
     }
 
     #[test]
     fn byte_limit_counts_too() {
-        let outbox = Outbox::default();
+        let queue = SendQueue::default();
         let frame = ByteString::from_static("0123456789");
-        assert!(outbox.push(&frame, 100, 15));
-        outbox.push(&frame, 100, 15);
-        assert!(matches!(outbox.next(), Next::Close(CloseSignal::Stalled)));
+        assert!(queue.push(&frame, 100, 15));
+        queue.push(&frame, 100, 15);
+        assert!(matches!(queue.next(), Next::Close(CloseSignal::Stalled)));
     }
 
     #[test]
     fn restart_flushes_first() {
-        let outbox = Outbox::default();
-        outbox.push(&ByteString::from_static("a"), 10, 100);
-        outbox.close(CloseSignal::Restart);
-        assert!(matches!(outbox.next(), Next::Send(_)));
-        assert!(matches!(outbox.next(), Next::Close(CloseSignal::Restart)));
+        let queue = SendQueue::default();
+        queue.push(&ByteString::from_static("a"), 10, 100);
+        queue.close(CloseSignal::Restart);
+        assert!(matches!(queue.next(), Next::Send(_)));
+        assert!(matches!(queue.next(), Next::Close(CloseSignal::Restart)));
     }
 
     #[test]
     fn greeted_before_subscribed_catches_up_once_subscribed() {
-        let outbox = Outbox::default();
+        let queue = SendQueue::default();
         let since = chrono::DateTime::from_timestamp(1_000, 0)
             .unwrap()
             .naive_utc();
-        assert!(!outbox.resync_once_subscribed(since));
-        assert!(matches!(outbox.next(), Next::Idle));
-        outbox.set_subscribed(false);
-        assert!(matches!(outbox.next(), Next::Idle));
-        outbox.set_subscribed(true);
-        assert!(matches!(outbox.next(), Next::Resync(at) if at == since));
-        outbox.set_subscribed(true);
-        assert!(matches!(outbox.next(), Next::Idle));
-        assert!(outbox.resync_once_subscribed(since));
-        assert!(matches!(outbox.next(), Next::Idle));
+        assert!(!queue.resync_once_subscribed(since));
+        assert!(matches!(queue.next(), Next::Idle));
+        queue.set_subscribed(false);
+        assert!(matches!(queue.next(), Next::Idle));
+        queue.set_subscribed(true);
+        assert!(matches!(queue.next(), Next::Resync(at) if at == since));
+        queue.set_subscribed(true);
+        assert!(matches!(queue.next(), Next::Idle));
+        assert!(queue.resync_once_subscribed(since));
+        assert!(matches!(queue.next(), Next::Idle));
     }
 
     #[test]
     fn revocation_closes_at_once_even_when_restarting() {
-        let outbox = Outbox::default();
-        outbox.push(&ByteString::from_static("a"), 10, 100);
-        outbox.close(CloseSignal::Restart);
-        outbox.close(CloseSignal::Revoked);
-        assert!(matches!(outbox.next(), Next::Close(CloseSignal::Revoked)));
-        assert!(!outbox.push(&ByteString::from_static("b"), 10, 100));
+        let queue = SendQueue::default();
+        queue.push(&ByteString::from_static("a"), 10, 100);
+        queue.close(CloseSignal::Restart);
+        queue.close(CloseSignal::Revoked);
+        assert!(matches!(queue.next(), Next::Close(CloseSignal::Revoked)));
+        assert!(!queue.push(&ByteString::from_static("b"), 10, 100));
     }
 }
