@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::RedisPool;
@@ -73,6 +73,7 @@ pub struct Publisher {
     stats: Arc<PublishStats>,
     queued_bytes: Arc<AtomicUsize>,
     max_bytes: usize,
+    stop: Arc<watch::Sender<bool>>,
 }
 
 /// Receives the outbox batches whose events all reached Redis.
@@ -80,7 +81,8 @@ pub type PublishedBatches = mpsc::Receiver<Vec<u64>>;
 
 impl Publisher {
     /// Starts the publishing task. It ends, after sending what is queued,
-    /// once every clone of the returned `Publisher` is dropped.
+    /// once [`Publisher::close`] is called or every clone of the returned
+    /// `Publisher` is dropped.
     pub fn start(pool: RedisPool, limits: QueueLimits) -> (Publisher, JoinHandle<()>) {
         Self::start_reporting(pool, limits, None)
     }
@@ -96,9 +98,11 @@ impl Publisher {
         let (tx, rx) = mpsc::channel(limits.entries.max(1));
         let stats = Arc::new(PublishStats::default());
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(
             pool,
             rx,
+            stopped,
             stats.clone(),
             queued_bytes.clone(),
             published,
@@ -108,6 +112,7 @@ impl Publisher {
             stats,
             queued_bytes,
             max_bytes: limits.bytes,
+            stop: Arc::new(stop),
         };
         (publisher, task)
     }
@@ -150,6 +155,11 @@ impl Publisher {
         false
     }
 
+    /// Takes no more events; the task publishes what is queued and ends.
+    pub fn close(&self) {
+        self.stop.send_replace(true);
+    }
+
     pub fn stats(&self) -> &PublishStats {
         &self.stats
     }
@@ -163,12 +173,26 @@ impl Publisher {
 async fn run(
     pool: RedisPool,
     mut rx: mpsc::Receiver<Entry>,
+    mut stop: watch::Receiver<bool>,
     stats: Arc<PublishStats>,
     queued_bytes: Arc<AtomicUsize>,
     published: Option<mpsc::Sender<Vec<u64>>>,
 ) {
     let mut entries = Vec::with_capacity(MAX_ENTRIES);
-    while rx.recv_many(&mut entries, MAX_ENTRIES).await > 0 {
+    let mut closed = false;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut entries, MAX_ENTRIES) => received,
+            // What is already queued is still received, then nothing.
+            _ = stopped(&mut stop), if !closed => {
+                rx.close();
+                closed = true;
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let failed = send_entries(&pool, &entries, &stats).await;
         let done: Vec<u64> = entries
             .iter()
@@ -257,6 +281,11 @@ pub async fn publish_now<'a>(
     pipe.query_async::<()>(&mut conn)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Resolves once stopping is asked for (or the sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use notify_store::{DbPool, Notification};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// Longest an ack waits before being written.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -17,13 +18,26 @@ const FLUSH_AT: usize = 5000;
 #[derive(Clone)]
 pub struct Acks {
     tx: mpsc::Sender<(String, Vec<u64>)>,
+    stop: std::sync::Arc<watch::Sender<bool>>,
 }
 
 impl Acks {
-    pub fn start(db: DbPool) -> Acks {
+    /// Starts the writer; it ends after [`Acks::close`], once everything
+    /// queued before is written.
+    pub fn start(db: DbPool) -> (Acks, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(write(db, rx));
-        Acks { tx }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(write(db, rx, stopped));
+        let acks = Acks {
+            tx,
+            stop: std::sync::Arc::new(stop),
+        };
+        (acks, task)
+    }
+
+    /// Takes no more acks; the writer writes what is queued and ends.
+    pub fn close(&self) {
+        self.stop.send_replace(true);
     }
 
     /// Queues `user`'s acks; false if the queue is full (the ack is lost,
@@ -33,14 +47,24 @@ impl Acks {
     }
 }
 
-async fn write(db: DbPool, mut rx: mpsc::Receiver<(String, Vec<u64>)>) {
+async fn write(
+    db: DbPool,
+    mut rx: mpsc::Receiver<(String, Vec<u64>)>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut pending: HashMap<String, Vec<u64>> = HashMap::new();
     let mut count = 0;
+    let mut closed = false;
     loop {
         let flush_by = tokio::time::sleep(FLUSH_EVERY);
         tokio::pin!(flush_by);
         loop {
             tokio::select! {
+                // What is already queued is still received, then `None`.
+                _ = stopped(&mut stop), if !closed => {
+                    rx.close();
+                    closed = true;
+                }
                 received = rx.recv() => match received {
                     Some((user, ids)) => {
                         count += ids.len();
@@ -74,4 +98,9 @@ async fn flush(db: &DbPool, pending: &mut HashMap<String, Vec<u64>>) {
     if let Err(error) = result {
         tracing::warn!(%error, users = acks.len(), "could not record delivery acks");
     }
+}
+
+/// Resolves once stopping is asked for (or the sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -33,12 +33,19 @@ use crate::routes;
 use crate::send_queue::CloseSignal;
 use crate::subscriber::{Subscriber, SubscriberStatus};
 
+/// Longest wait at exit for queued acks and read marks to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Application {
     port: u16,
     node: Arc<Node>,
     server: Server,
     subscriber: JoinHandle<()>,
     stats: JoinHandle<()>,
+    /// Writers that must finish what is queued before the process exits:
+    /// delivery acks, and read marks waiting to be published.
+    acks_task: JoinHandle<()>,
+    publisher_task: JoinHandle<()>,
     stop_subscriber: watch::Sender<bool>,
     drain: Drain,
 }
@@ -55,10 +62,10 @@ impl Application {
 
         let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
             .context("building the MySQL pool")?;
-        let db_for_acks = db.clone();
+        let (acks, acks_task) = Acks::start(db.clone());
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
-        let (publisher, _publisher_task) =
+        let (publisher, publisher_task) =
             Publisher::start(redis.clone(), QueueLimits::new(4096, 16 << 20));
         let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
@@ -97,7 +104,7 @@ impl Application {
             allowed_origins: config.allowed_origins.clone(),
             subscriber: status,
             draining: AtomicBool::new(false),
-            acks: Acks::start(db_for_acks),
+            acks,
             open: AtomicUsize::new(0),
             connects: RateLimiter::keyed(
                 Quota::per_second(
@@ -146,6 +153,8 @@ impl Application {
             server,
             subscriber,
             stats,
+            acks_task,
+            publisher_task,
             stop_subscriber,
             drain: config.drain,
         })
@@ -162,23 +171,37 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
-        tokio::select! {
-            result = &mut server => {
-                self.stats.abort();
-                return Ok(result??);
-            }
-            _ = shutdown => {}
-        }
-        tracing::info!("draining");
+        let served = tokio::select! {
+            result = &mut server => Some(result),
+            _ = shutdown => None,
+        };
         let deadline = tokio::time::Instant::now() + self.drain.timeout;
-        drain(&self.node, &handle, &self.drain, deadline).await;
+        if served.is_none() {
+            tracing::info!("draining");
+            drain(&self.node, &handle, &self.drain, deadline).await;
+        }
         self.stop_subscriber.send_replace(true);
         let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), self.subscriber).await;
         self.stats.abort();
-        handle.stop(false).await;
-        let _ = server.await;
+        let served = match served {
+            Some(result) => result,
+            None => {
+                handle.stop(false).await;
+                server.await
+            }
+        };
+        // The connections are gone: write what they left queued.
+        self.node.acks.close();
+        self.node.publisher.close();
+        let flushed = async {
+            let _ = self.acks_task.await;
+            let _ = self.publisher_task.await;
+        };
+        if tokio::time::timeout(FLUSH_TIMEOUT, flushed).await.is_err() {
+            tracing::warn!("gave up waiting for queued acks and read marks to be written");
+        }
         tracing::info!("stopped");
-        Ok(())
+        Ok(served??)
     }
 }
 

@@ -439,3 +439,28 @@ async fn a_hundred_reconnects_leave_nothing_behind() {
         "node grew from {rss_before} kB to {rss_after} kB"
     );
 }
+
+/// Acks a node has taken but not yet written when it is told to stop are
+/// written before it exits.
+#[actix_web::test]
+async fn acks_queued_at_sigterm_are_written_before_exit() {
+    let cluster = Cluster::start().await;
+    let mut g = GatewayProcess::start(&cluster).await;
+    let (mut client, _) = WsClient::connect_as(&g.base, &token("acker")).await;
+    let id = cluster.notify(&["acker"], "ack me").await[0];
+    assert_eq!(client.notification_id().await, id);
+    client
+        .send(&format!(r#"{{"type":"ack","ids":[{id}]}}"#))
+        .await;
+    // Frames are handled in order: once the pong is back, the ack is queued.
+    client.send(r#"{"type":"ping"}"#).await;
+    assert_eq!(client.text().await["type"], "pong");
+
+    g.signal("-TERM");
+    assert_eq!(client.closed().await.0, Some(1012));
+    assert!(g.exit_status().await.success());
+    let delivered = format!(
+        "SELECT COUNT(*) AS n FROM notifications WHERE id = {id} AND delivered_at IS NOT NULL"
+    );
+    assert_eq!(cluster.db.count(&delivered).await, 1);
+}
