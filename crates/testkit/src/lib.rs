@@ -1,6 +1,7 @@
 //! Test support shared by the integration suites: throwaway MySQL databases,
 //! private Redis servers, a TCP forwarder that can simulate an outage, and a
 //! WebSocket client. Everything talks to real services over real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fault_proxy;
 pub mod outage;

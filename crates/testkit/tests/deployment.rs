@@ -1,6 +1,7 @@
 //! The deployment files agree with the code and with each other:
 //! docker-compose.yml, the Dockerfile, the nginx template and the local
 //! launcher. Docker is not needed: the files are parsed and cross-checked.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

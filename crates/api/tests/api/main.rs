@@ -1,6 +1,7 @@
 //! Integration tests of the api against real MySQL and Redis. Each test gets
 //! its own database and its own Redis channel prefix, so they run in
 //! parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
 mod faults;

@@ -1,6 +1,7 @@
 //! The memory baseline: a bare actix-ws server that accepts any WebSocket on
 //! `/ws`, sends one frame and holds the socket until the client leaves.
 //! `BARE_ADDR` (default `127.0.0.1:9099`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use actix_web::{rt, web, App, HttpRequest, HttpResponse, HttpServer};
 

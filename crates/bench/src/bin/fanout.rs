@@ -11,6 +11,7 @@
 //! Runs on one thread, so it uses at most one core; it reports its own CPU
 //! time so it can be accounted for. Exits non-zero when anything was lost,
 //! duplicated or refused, or the rate was not reached.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
 use std::collections::HashSet;

@@ -4,6 +4,7 @@
 //! `ws-hold URL COUNT [CONCURRENCY]`; with `JWT_SECRET` set, connection i
 //! authenticates as user `hold-i` with an `Authorization: Bearer` token.
 //! Prints `READY <count> <seconds> <per second>` once all are open.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! Integration tests of the gateway: real gateways and a real api in
 //! process, real MySQL and Redis, real WebSocket clients over TCP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
 mod bus;
