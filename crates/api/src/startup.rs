@@ -19,6 +19,7 @@ use notify_auth::JwtVerifier;
 use notify_bus::Publisher;
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
+use notify_store::StatementLimit;
 use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;
@@ -50,14 +51,17 @@ impl Application {
         }
         let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
             .context("building the MySQL pool")?;
-        {
+        let statements = {
             let mut conn = notify_store::pool::get(&db)
                 .await
                 .context("connecting to MySQL")?;
             notify_store::notification::check_server(&mut conn)
                 .await
                 .context("checking MySQL settings")?;
-        }
+            StatementLimit::of_server(&mut conn)
+                .await
+                .context("reading MySQL's max_allowed_packet")?
+        };
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
         let (published_tx, published_rx) = tokio::sync::mpsc::channel(1024);
@@ -79,6 +83,7 @@ impl Application {
             publisher.clone(),
             channels.clone(),
             config.write_concurrency,
+            statements,
         );
         let jwt = JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?;
         // Fetch a JWKS now so the first users do not wait for it; a provider

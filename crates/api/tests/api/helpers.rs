@@ -40,8 +40,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_on(TestDb::create().await, adjust).await
+    }
+
+    /// An api on the database `db`, which may be on another server.
+    pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
         notify_service::telemetry::init();
-        let db = TestDb::create().await;
         let prefix = format!("{}:", notify_testkit::unique("t"));
         let mut config = Config {
             database_url: db.url.clone(),
