@@ -404,12 +404,16 @@ impl Notification {
             .await?)
     }
 
+    /// What became of notification `id`, if `source` sent it: to anyone
+    /// else it does not exist.
     pub async fn delivery_state(
         conn: &mut AsyncMysqlConnection,
         id: u64,
+        source: &str,
     ) -> Result<Option<DeliveryState>, StoreError> {
         Ok(notifications::table
             .find(id)
+            .filter(notifications::source.eq(source))
             .select(DeliveryState::as_select())
             .first(conn)
             .await

@@ -14,3 +14,4 @@ mod mysql_server;
 mod revoke;
 mod send;
 mod signed;
+mod status;
