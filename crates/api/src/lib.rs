@@ -6,6 +6,7 @@ pub mod batcher;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod housekeeping;
 pub mod limits;
 pub mod outbox;
 pub mod routes;

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
+use crate::housekeeping;
 use crate::limits::Limits;
 use crate::outbox;
 use crate::routes;
@@ -110,6 +111,11 @@ impl Application {
             loop {
                 tick.tick().await;
                 pruned.limits.prune();
+                match housekeeping::purge_idempotency_keys(&pruned.db).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+                    Err(error) => tracing::warn!(%error, "could not purge idempotency keys"),
+                }
                 let stats = pruned.publisher.stats();
                 tracing::info!(
                     published = stats.published.load(Ordering::Relaxed),

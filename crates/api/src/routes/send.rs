@@ -363,6 +363,7 @@ async fn store(
             Claim::Replay(body) => return Ok(body),
             Claim::InProgress => return Err(ApiError::IdempotencyInProgress),
             Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            Claim::Expired => return Err(ApiError::IdempotencyExpired),
         }
     }
     let key = idempotency.map(|(key, _)| key);
