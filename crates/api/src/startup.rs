@@ -102,7 +102,8 @@ impl Application {
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
             token_max_lifetime: config.jwt.max_lifetime,
-            limits: Limits::new(config.per_key, config.per_user),
+            limits: Limits::new(config.per_key, config.per_user, config.credential_failures),
+            trusted_proxies: config.trusted_proxies.clone(),
             refusals: Default::default(),
         });
         let pruned = state.clone();
