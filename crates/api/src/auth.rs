@@ -1,4 +1,11 @@
 //! Request authentication: API keys for servers, JWTs for users.
+//!
+//! Wrong API keys and signatures are counted per client address; a client
+//! over its limit is refused (429) before anything it sends is compared,
+//! and before its body is read, so it can neither go on guessing nor tell a
+//! right key from a wrong one.
+
+use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
@@ -6,6 +13,7 @@ use futures_util::future::LocalBoxFuture;
 use notify_auth::ApiKeyId;
 use notify_bus::revocation;
 
+use crate::client::client_addr;
 use crate::error::ApiError;
 use crate::signed::{Once, Signed};
 use crate::state::AppState;
@@ -50,11 +58,20 @@ async fn authenticate_user(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     }
 }
 
+/// The client a sender's request comes from, once it is known not to be
+/// over its failed-credential limit.
+fn allowed_client(req: &HttpRequest, state: &AppState) -> Result<IpAddr, ApiError> {
+    let client = client_addr(req, &state.trusted_proxies);
+    state.limits.check_client(client)?;
+    Ok(client)
+}
+
 /// The API key from `Authorization: Bearer` or `X-Api-Key`, if either header
 /// is present; an invalid one is an error even where the body may carry one.
-pub fn api_key_from_headers(
+fn api_key_from_headers(
     req: &HttpRequest,
     state: &AppState,
+    client: IpAddr,
 ) -> Result<Option<ApiKeyId>, ApiError> {
     let presented = req
         .headers()
@@ -63,16 +80,20 @@ pub fn api_key_from_headers(
         .or_else(|| bearer(req.headers()));
     match presented {
         None => Ok(None),
-        Some(key) => state
-            .api_keys
-            .verify(key)
-            .map(Some)
-            .ok_or(ApiError::InvalidApiKey),
+        Some(key) => verify_key(state, client, key).map(Some),
     }
 }
 
+fn verify_key(state: &AppState, client: IpAddr, key: &str) -> Result<ApiKeyId, ApiError> {
+    state
+        .api_keys
+        .verify(key)
+        .ok_or_else(|| state.limits.failed(client, ApiError::InvalidApiKey))
+}
+
 pub fn require_api_key(req: &HttpRequest, state: &AppState) -> Result<ApiKeyId, ApiError> {
-    let key = api_key_from_headers(req, state)?.ok_or(ApiError::MissingCredentials(
+    let client = allowed_client(req, state)?;
+    let key = api_key_from_headers(req, state, client)?.ok_or(ApiError::MissingCredentials(
         "send an API key as Authorization: Bearer <key> or X-Api-Key",
     ))?;
     state.limits.check_key(&key.0)?;
@@ -83,7 +104,12 @@ pub fn require_api_key(req: &HttpRequest, state: &AppState) -> Result<ApiKeyId, 
 /// before the body is read), a Standard Webhooks signature (checked against
 /// the body once read), or, on the webhook route only, an API key in the
 /// body.
-pub enum Credentials {
+pub struct Credentials {
+    presented: Presented,
+    client: IpAddr,
+}
+
+enum Presented {
     Key(ApiKeyId),
     Signed(Signed),
     Absent,
@@ -93,22 +119,29 @@ const NO_CREDENTIALS: &str = "send an API key as Authorization: Bearer <key> or 
 
 impl Credentials {
     pub fn from_headers(req: &HttpRequest, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(signed) = Signed::from_headers(req)? {
-            return Ok(Credentials::Signed(signed));
-        }
-        Ok(match api_key_from_headers(req, state)? {
-            Some(key) => Credentials::Key(key),
-            None => Credentials::Absent,
-        })
+        let client = allowed_client(req, state)?;
+        let presented = match Signed::from_headers(req)? {
+            Some(signed) => Presented::Signed(signed),
+            None => match api_key_from_headers(req, state, client)? {
+                Some(key) => Presented::Key(key),
+                None => Presented::Absent,
+            },
+        };
+        Ok(Self { presented, client })
     }
 
     /// Refuses a request that names no sender in its headers, before its
     /// body is read (for endpoints that take no key in the body).
     pub fn required(&self) -> Result<(), ApiError> {
-        match self {
-            Credentials::Absent => Err(ApiError::MissingCredentials(NO_CREDENTIALS)),
+        match self.presented {
+            Presented::Absent => Err(ApiError::MissingCredentials(NO_CREDENTIALS)),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the sender can only be the API key in the body.
+    pub fn in_body(&self) -> bool {
+        matches!(self.presented, Presented::Absent)
     }
 
     /// The sender, once the body is known, after its rate limit; for a
@@ -119,17 +152,17 @@ impl Credentials {
         body: &[u8],
         body_key: Option<&str>,
     ) -> Result<(ApiKeyId, Option<Once>), ApiError> {
-        let (sender, once) = match self {
-            Credentials::Key(key) => (key, None),
-            Credentials::Signed(signed) => {
-                let (sender, once) = signed.verify(state, body)?;
+        let (sender, once) = match self.presented {
+            Presented::Key(key) => (key, None),
+            Presented::Signed(signed) => {
+                let (sender, once) = signed.verify(state, body).map_err(|error| match error {
+                    ApiError::InvalidSignature(_) => state.limits.failed(self.client, error),
+                    other => other,
+                })?;
                 (sender, Some(once))
             }
-            Credentials::Absent => match body_key {
-                Some(key) => (
-                    state.api_keys.verify(key).ok_or(ApiError::InvalidApiKey)?,
-                    None,
-                ),
+            Presented::Absent => match body_key {
+                Some(key) => (verify_key(state, self.client, key)?, None),
                 None => return Err(ApiError::MissingCredentials(NO_CREDENTIALS)),
             },
         };

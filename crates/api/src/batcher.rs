@@ -8,6 +8,13 @@
 //! by themselves, which is what makes MySQL keep up. A request is answered
 //! only after its rows are durable.
 //!
+//! A batch grows only while its rows fit one statement (placeholders, and
+//! bytes against the server's `max_allowed_packet`). A single request too
+//! large for one statement (1,000 recipients of a long message) is written
+//! with several INSERTs in one transaction, each recorded in the outbox as
+//! a batch of its own: its ids are consecutive, while ids of two statements
+//! need not be, as other transactions may insert between them.
+//!
 //! A batch that fails for a reason other than MySQL being away is retried
 //! one request at a time, so one bad request cannot fail its neighbours.
 //!
@@ -22,15 +29,12 @@ use std::time::{Duration, Instant};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::{
-    DbConn, DbPool, IdempotencyKey, NewNotification, Notification, StoreError, UnpublishedBatch,
+    DbConn, DbPool, IdempotencyKey, NewNotification, Notification, StatementLimit, StoreError,
+    UnpublishedBatch,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use notify_bus::Publisher;
-
-/// Rows in one INSERT; keeps a statement well under MySQL's 65,535
-/// placeholders (9 columns per row).
-const MAX_ROWS: usize = 2000;
 
 /// How long a writer may keep an unused connection.
 const KEEP_IDLE: Duration = Duration::from_secs(5);
@@ -76,6 +80,36 @@ pub enum Reply {
     Id,
 }
 
+impl Submission {
+    /// Its rows, one per recipient, as they are inserted.
+    fn rows(&self, created_at: chrono::NaiveDateTime) -> impl Iterator<Item = NewNotification<'_>> {
+        self.recipients
+            .iter()
+            .enumerate()
+            .map(move |(i, user_id)| NewNotification {
+                user_id,
+                kind: &self.kind,
+                title: &self.title,
+                message: &self.message,
+                link: self.link.as_deref(),
+                metadata: self.metadata.as_deref(),
+                created_at,
+                source: Some(&self.source),
+                idempotency_key: self
+                    .idempotency_key
+                    .as_ref()
+                    .map(|key| format!("{key}#{i}")),
+            })
+    }
+
+    /// What its rows add to an INSERT, at most.
+    fn estimated_bytes(&self) -> usize {
+        self.rows(chrono::NaiveDateTime::default())
+            .map(|row| row.estimated_bytes())
+            .sum()
+    }
+}
+
 impl Reply {
     fn body(self, ids: &[u64]) -> String {
         match self {
@@ -87,6 +121,8 @@ impl Reply {
 
 struct Job {
     submission: Submission,
+    /// Of its rows in an INSERT, estimated once.
+    bytes: usize,
     done: oneshot::Sender<Result<String, StoreError>>,
 }
 
@@ -99,22 +135,26 @@ struct Flusher {
     db: DbPool,
     publisher: Publisher,
     channels: ChannelNames,
+    statements: StatementLimit,
 }
 
 impl Batcher {
     /// Starts the batching task; at most `in_flight` transactions run at
-    /// once. The task ends when every `Batcher` clone is dropped.
+    /// once, each INSERT within `statements`. The task ends when every
+    /// `Batcher` clone is dropped.
     pub fn start(
         db: DbPool,
         publisher: Publisher,
         channels: ChannelNames,
         in_flight: usize,
+        statements: StatementLimit,
     ) -> Batcher {
         let (tx, rx) = mpsc::channel(8192);
         let flusher = Arc::new(Flusher {
             db,
             publisher,
             channels,
+            statements,
         });
         let in_flight = in_flight.max(1);
         let (writers_tx, writers_rx) = mpsc::channel(in_flight);
@@ -129,8 +169,13 @@ impl Batcher {
     /// are committed (and their events queued for publishing).
     pub async fn submit(&self, submission: Submission) -> Result<String, StoreError> {
         let (done, result) = oneshot::channel();
+        let bytes = submission.estimated_bytes();
         self.tx
-            .send(Job { submission, done })
+            .send(Job {
+                submission,
+                bytes,
+                done,
+            })
             .await
             .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
         result
@@ -165,14 +210,17 @@ async fn collect(
         let Some(mut writer) = writers.recv().await else {
             return;
         };
-        let mut rows = first.submission.recipients.len();
+        let limit = flusher.statements;
+        let (mut rows, mut bytes) = (first.submission.recipients.len(), first.bytes);
         let mut batch = vec![first];
         while let Ok(job) = rx.try_recv() {
-            if rows + job.submission.recipients.len() > MAX_ROWS {
+            let (more_rows, more_bytes) =
+                (rows + job.submission.recipients.len(), bytes + job.bytes);
+            if !limit.fits(more_rows, more_bytes) {
                 carry = Some(job);
                 break;
             }
-            rows += job.submission.recipients.len();
+            (rows, bytes) = (more_rows, more_bytes);
             batch.push(job);
         }
         let flusher = flusher.clone();
@@ -226,35 +274,24 @@ impl Flusher {
         subs: &[&Submission],
     ) -> Result<Vec<String>, StoreError> {
         let created_at = notify_store::now();
-        let rows: Vec<NewNotification> = subs
-            .iter()
-            .flat_map(|s| {
-                s.recipients
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, user_id)| NewNotification {
-                        user_id,
-                        kind: &s.kind,
-                        title: &s.title,
-                        message: &s.message,
-                        link: s.link.as_deref(),
-                        metadata: s.metadata.as_deref(),
-                        created_at,
-                        source: Some(&s.source),
-                        idempotency_key: s.idempotency_key.as_ref().map(|key| format!("{key}#{i}")),
-                    })
-            })
-            .collect();
+        let rows: Vec<NewNotification> = subs.iter().flat_map(|s| s.rows(created_at)).collect();
+        let statements = self.statements.statements(&rows);
         let mut conn = match writer.conn.take() {
             Some((conn, used)) if used.elapsed() < KEEP_IDLE => conn,
             _ => notify_store::pool::get(&self.db).await?,
         };
         let result = conn
             .transaction(async |conn| {
-                let ids = Notification::insert_batch(conn, &rows).await?;
-                let (first, last) = (ids[0], ids[ids.len() - 1]);
-                UnpublishedBatch::record(conn, first, last, created_at).await?;
-                let token = first;
+                let mut ids = Vec::with_capacity(rows.len());
+                for statement in &statements {
+                    let statement_ids = Notification::insert_batch(conn, statement).await?;
+                    if let (Some(&first), Some(&last)) =
+                        (statement_ids.as_slice().first(), statement_ids.last())
+                    {
+                        UnpublishedBatch::record(conn, first, last, created_at).await?;
+                    }
+                    ids.extend(statement_ids);
+                }
                 let mut bodies = Vec::with_capacity(subs.len());
                 let mut offset = 0;
                 for s in subs {
@@ -266,28 +303,40 @@ impl Flusher {
                     }
                     bodies.push(body);
                 }
-                Ok::<_, StoreError>((ids, bodies, token))
+                Ok::<_, StoreError>((ids, bodies))
             })
             .await;
-        let (ids, bodies, token) = match result {
+        let (ids, bodies) = match result {
             Ok(done) => done,
             Err(error) => return Err(classify(&mut conn, error).await),
         };
         // Kept only after success: a failed connection may be broken.
         writer.conn = Some((conn, Instant::now()));
+        let mut offset = 0;
+        for statement in statements {
+            self.publish_statement(statement, &ids[offset..offset + statement.len()]);
+            offset += statement.len();
+        }
+        Ok(bodies)
+    }
+
+    /// Queues the events of one statement's rows as the outbox batch named
+    /// by its first id. Refused when the queue is full: the batch then stays
+    /// in the outbox and the sweep publishes it.
+    fn publish_statement(&self, rows: &[NewNotification], ids: &[u64]) {
+        let Some(&batch) = ids.first() else {
+            return;
+        };
         let events = rows
             .iter()
             .zip(ids)
-            .map(|(row, id)| {
+            .map(|(row, &id)| {
                 let event = Event::Notification {
                     notification: row.stored(id).into_wire(),
                 };
                 (self.channels.user(row.user_id), event.to_frame())
             })
             .collect();
-        // Refused when the queue is full: the batch then stays in the
-        // outbox and the sweep publishes it.
-        self.publisher.publish_batch(token, events);
-        Ok(bodies)
+        self.publisher.publish_batch(batch, events);
     }
 }

@@ -11,7 +11,7 @@
 //! | `JWT_ISSUER` | unset | when set, tokens must carry this `iss` |
 //! | `JWT_AUDIENCE` | unset; required with `JWT_PUBLIC_KEY_FILE` or `JWT_JWKS` unless `JWT_ACCEPT_ANY_AUDIENCE=true` | when set, tokens must carry this `aud` |
 //! | `JWT_LEEWAY_SECS` | `0` (at most 300) | clock leeway for `exp`, `nbf` and the maximum lifetime, the same everywhere |
-//! | `WEBHOOK_API_KEYS` | required unless signing secrets are set | comma-separated keys for server-to-server calls |
+//! | `WEBHOOK_API_KEYS` | required unless signing secrets are set | comma-separated keys for server-to-server calls, at least 24 characters each |
 //! | `WEBHOOK_SIGNING_SECRETS` | unset | `name=whsec_<base64>` entries (comma or space separated; a name may repeat while rotating) for Standard Webhooks signatures |
 //! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest validity of a user token: tokens whose `exp` is further away are refused; a user disconnect refuses that user's earlier tokens for this long |
 //! | `CORS_ALLOWED_ORIGINS` | unset | comma-separated origins whose browsers may call the feed endpoints; none when unset |
@@ -25,17 +25,24 @@
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
 //! | `API_KEY_RATE` / `API_KEY_BURST` | `20000` / `20000` | requests per second (and burst) one API key may send; beyond: 429 |
 //! | `USER_RATE` / `USER_BURST` | `20` / `60` | feed requests per second (and burst) per user; beyond: 429 |
+//! | `CREDENTIAL_FAILURES_PER_MINUTE` / `CREDENTIAL_FAILURE_BURST` | `10` / `20` | wrong API keys or signatures per minute (and burst) one client address may send; beyond: 429 for every request with credentials from it |
+//! | `TRUSTED_PROXIES` | `127.0.0.1,::1` | peers whose `X-Forwarded-For` gives the client address |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | log filter |
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::bail;
 use notify_auth::{ApiKeys, JwtConfig, WebhookSecrets};
 
-use crate::limits::Rate;
+use crate::client::default_trusted_proxies;
+use crate::limits::{FailureRate, Rate};
 use notify_service::settings::{jwt_config, optional, parsed, required};
+
+/// Shortest API key accepted: a key is a password that any client may
+/// guess at, so it must be long and random.
+pub const MIN_API_KEY_CHARS: usize = 24;
 
 #[derive(Clone)]
 pub struct Config {
@@ -56,11 +63,15 @@ pub struct Config {
     pub channel_prefix: String,
     pub per_key: Rate,
     pub per_user: Rate,
+    /// Wrong credentials one client address may send.
+    pub credential_failures: FailureRate,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        let api_keys = ApiKeys::parse(&optional("WEBHOOK_API_KEYS").unwrap_or_default());
+        let api_keys = api_keys(&optional("WEBHOOK_API_KEYS").unwrap_or_default())?;
         let webhook_secrets =
             WebhookSecrets::parse(&optional("WEBHOOK_SIGNING_SECRETS").unwrap_or_default())
                 .map_err(|e| anyhow::anyhow!("invalid WEBHOOK_SIGNING_SECRETS: {e}"))?;
@@ -90,8 +101,39 @@ impl Config {
                 per_second: parsed("USER_RATE")?.unwrap_or(20),
                 burst: parsed("USER_BURST")?.unwrap_or(60),
             },
+            credential_failures: FailureRate {
+                per_minute: parsed("CREDENTIAL_FAILURES_PER_MINUTE")?.unwrap_or(10),
+                burst: parsed("CREDENTIAL_FAILURE_BURST")?.unwrap_or(20),
+            },
+            trusted_proxies: match optional("TRUSTED_PROXIES") {
+                Some(list) => list
+                    .split(',')
+                    .map(|ip| {
+                        ip.trim()
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("invalid value for TRUSTED_PROXIES: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                None => default_trusted_proxies(),
+            },
         })
     }
+}
+
+/// The configured API keys; a short one stops the service, named by its
+/// position only (the key itself is never printed).
+fn api_keys(list: &str) -> anyhow::Result<ApiKeys> {
+    let keys = list.split(',').map(str::trim).filter(|k| !k.is_empty());
+    for (i, key) in keys.enumerate() {
+        let chars = key.chars().count();
+        if chars < MIN_API_KEY_CHARS {
+            bail!(
+                "WEBHOOK_API_KEYS entry {} has {chars} characters; API keys must have at least {MIN_API_KEY_CHARS} (e.g. openssl rand -hex 24)",
+                i + 1
+            );
+        }
+    }
+    Ok(ApiKeys::parse(list))
 }
 
 /// Origins like `https://app.example.com`; a wildcard or a URL with a path

@@ -35,6 +35,11 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
+    #[error(
+        "this Idempotency-Key was used more than {} hours ago and cannot be used again",
+        notify_store::idempotency::REPLAY_WINDOW.num_hours()
+    )]
+    IdempotencyExpired,
     #[error("{0}")]
     MissingCredentials(&'static str),
     #[error("invalid API key")]
@@ -79,6 +84,7 @@ impl ApiError {
             ApiError::InvalidIdempotencyKey => "invalid_idempotency_key",
             ApiError::IdempotencyInProgress => "idempotency_key_in_progress",
             ApiError::IdempotencyMismatch => "idempotency_key_reused",
+            ApiError::IdempotencyExpired => "idempotency_key_expired",
             ApiError::MissingCredentials(_) => "missing_credentials",
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::InvalidToken => "invalid_token",
@@ -111,7 +117,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::IdempotencyInProgress | ApiError::WebhookReplayed => StatusCode::CONFLICT,
-            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyMismatch | ApiError::IdempotencyExpired => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::MissingCredentials(_)
             | ApiError::InvalidApiKey
             | ApiError::InvalidToken

@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod batcher;
 pub mod body;
+pub mod client;
 pub mod config;
 pub mod error;
+pub mod housekeeping;
 pub mod limits;
 pub mod outbox;
 pub mod routes;

@@ -19,10 +19,12 @@ use notify_auth::JwtVerifier;
 use notify_bus::{Publisher, QueueLimits};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
+use notify_store::StatementLimit;
 use tokio::task::JoinHandle;
 
 use crate::batcher::Batcher;
 use crate::config::Config;
+use crate::housekeeping;
 use crate::limits::Limits;
 use crate::outbox;
 use crate::routes;
@@ -53,14 +55,17 @@ impl Application {
         }
         let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
             .context("building the MySQL pool")?;
-        {
+        let statements = {
             let mut conn = notify_store::pool::get(&db)
                 .await
                 .context("connecting to MySQL")?;
             notify_store::notification::check_server(&mut conn)
                 .await
                 .context("checking MySQL settings")?;
-        }
+            StatementLimit::of_server(&mut conn)
+                .await
+                .context("reading MySQL's max_allowed_packet")?
+        };
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
         let (published_tx, published_rx) = tokio::sync::mpsc::channel(1024);
@@ -82,6 +87,7 @@ impl Application {
             publisher.clone(),
             channels.clone(),
             config.write_concurrency,
+            statements,
         );
         let jwt = JwtVerifier::new(&config.jwt).map_err(anyhow::Error::msg)?;
         // Fetch a JWKS now so the first users do not wait for it; a provider
@@ -99,7 +105,8 @@ impl Application {
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
             token_max_lifetime: config.jwt.max_lifetime,
-            limits: Limits::new(config.per_key, config.per_user),
+            limits: Limits::new(config.per_key, config.per_user, config.credential_failures),
+            trusted_proxies: config.trusted_proxies.clone(),
             refusals: Default::default(),
         });
         let pruned = state.clone();
@@ -108,6 +115,11 @@ impl Application {
             loop {
                 tick.tick().await;
                 pruned.limits.prune();
+                match housekeeping::purge_idempotency_keys(&pruned.db).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+                    Err(error) => tracing::warn!(%error, "could not purge idempotency keys"),
+                }
                 let stats = pruned.publisher.stats();
                 tracing::info!(
                     published = stats.published.load(Ordering::Relaxed),

@@ -2,6 +2,7 @@
 
 use notify_auth::{ApiKeys, JwtVerifier, WebhookSecrets};
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use notify_service::refusals::Counters;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub webhook_secrets: WebhookSecrets,
     pub token_max_lifetime: std::time::Duration,
     pub limits: Limits,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Refused requests by error code, for `/metrics` and the stats log.
     pub refusals: Arc<Counters>,
 }

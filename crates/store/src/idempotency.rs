@@ -7,6 +7,11 @@
 //! rather than waiting on a row lock. The response is recorded in the same
 //! transaction as the notifications, so a stored response always means the
 //! rows exist.
+//!
+//! Keys are kept for [`REPLAY_WINDOW`] and then purged. The notifications a
+//! key created keep it (`{key}#{recipient index}`, unique per sender), so a
+//! key that comes back after its window is recognised and refused rather
+//! than taken for a new request.
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
@@ -14,7 +19,11 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 
 use crate::schema::idempotency_keys as keys;
+use crate::schema::notifications;
 use crate::StoreError;
+
+/// How long a key's response is replayed; older keys are purged.
+pub const REPLAY_WINDOW: TimeDelta = TimeDelta::hours(24);
 
 /// A claim older than this without a response belongs to a request that
 /// died half-way (its transaction rolled back); another request may take it.
@@ -32,6 +41,9 @@ pub enum Claim {
     InProgress,
     /// The key was used for a different request body.
     Mismatch,
+    /// The key was used before its response was purged: it names
+    /// notifications that exist, so it cannot name new ones.
+    Expired,
 }
 
 impl IdempotencyKey {
@@ -52,6 +64,10 @@ impl IdempotencyKey {
             .execute(conn)
             .await;
         match inserted {
+            Ok(_) if Self::named_notifications(conn, source, key).await? => {
+                Self::release(conn, source, key).await?;
+                return Ok(Claim::Expired);
+            }
             Ok(_) => return Ok(Claim::Fresh),
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
             Err(e) => return Err(e.into()),
@@ -86,6 +102,43 @@ impl IdempotencyKey {
             }
             Some(_) => Claim::InProgress,
         })
+    }
+
+    /// Whether notifications stored under `key` exist (their keys are
+    /// `{key}#{index}`: a range of the unique index, read with one seek).
+    async fn named_notifications(
+        conn: &mut AsyncMysqlConnection,
+        source: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        // Keys are visible ASCII, compared byte by byte: every `{key}#...`
+        // sorts between `{key}#` and `{key}$`, and nothing else does.
+        let (from, to) = (format!("{key}#"), format!("{key}$"));
+        Ok(diesel::select(diesel::dsl::exists(
+            notifications::table
+                .filter(notifications::source.eq(source))
+                .filter(notifications::idempotency_key.ge(&from))
+                .filter(notifications::idempotency_key.lt(&to)),
+        ))
+        .get_result(conn)
+        .await?)
+    }
+
+    /// Deletes up to `limit` keys created before `before`, oldest first,
+    /// in one statement; returns how many. Call repeatedly to purge more:
+    /// small chunks hold their locks only briefly.
+    pub async fn purge(
+        conn: &mut AsyncMysqlConnection,
+        before: NaiveDateTime,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        Ok(diesel::sql_query(
+            "DELETE FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?",
+        )
+        .bind::<diesel::sql_types::Datetime, _>(before)
+        .bind::<diesel::sql_types::Unsigned<diesel::sql_types::Integer>, _>(limit)
+        .execute(conn)
+        .await?)
     }
 
     /// Records the response; call inside the transaction that did the work.

@@ -14,7 +14,7 @@ pub mod schema;
 
 pub use error::StoreError;
 pub use idempotency::{Claim, IdempotencyKey};
-pub use notification::{DeliveryState, NewNotification, Notification, ReadOutcome};
+pub use notification::{DeliveryState, NewNotification, Notification, ReadOutcome, StatementLimit};
 pub use outbox::UnpublishedBatch;
 pub use pool::{build_pool, DbConn, DbPool};
 

@@ -42,7 +42,35 @@ pub struct NewNotification<'a> {
     pub idempotency_key: Option<String>,
 }
 
+/// Rows in one INSERT: 2,000 rows of 10 columns keep a statement well under
+/// MySQL's 65,535 placeholders.
+pub const MAX_STATEMENT_ROWS: usize = 2000;
+
+/// What a row adds to an INSERT's packet besides its text, at most: per
+/// column a type (2 bytes), a length prefix (up to 9) and a null bit, and
+/// the binary `DATETIME`.
+const ROW_OVERHEAD_BYTES: usize = 10 * 12 + 12;
+
+/// The smallest `max_allowed_packet` the service runs with: half of it
+/// holds several of the largest rows a request can make (under 70 KiB).
+pub const MIN_MAX_ALLOWED_PACKET: u64 = 1024 * 1024;
+
 impl NewNotification<'_> {
+    /// An upper bound of the bytes this row adds to an INSERT sent to MySQL.
+    pub fn estimated_bytes(&self) -> usize {
+        let text = [
+            Some(self.user_id),
+            Some(self.kind),
+            Some(self.title),
+            Some(self.message),
+            self.link,
+            self.metadata,
+            self.source,
+            self.idempotency_key.as_deref(),
+        ];
+        ROW_OVERHEAD_BYTES + text.iter().flatten().map(|t| t.len()).sum::<usize>()
+    }
+
     /// The notification as it will read back once stored under `id`.
     pub fn stored(&self, id: u64) -> Notification {
         Notification {
@@ -95,7 +123,8 @@ impl Notification {
     }
 
     /// Inserts all rows with one multi-row INSERT and returns their ids in
-    /// order. Must run inside a transaction on one connection.
+    /// order. Must run inside a transaction on one connection; the rows must
+    /// fit one statement (see [`StatementLimit::statements`]).
     ///
     /// MySQL has no RETURNING: `LAST_INSERT_ID()` is the id of the first row,
     /// and a plain multi-row INSERT gets consecutive ids when
@@ -375,16 +404,91 @@ impl Notification {
             .await?)
     }
 
+    /// What became of notification `id`, if `source` sent it: to anyone
+    /// else it does not exist.
     pub async fn delivery_state(
         conn: &mut AsyncMysqlConnection,
         id: u64,
+        source: &str,
     ) -> Result<Option<DeliveryState>, StoreError> {
         Ok(notifications::table
             .find(id)
+            .filter(notifications::source.eq(source))
             .select(DeliveryState::as_select())
             .first(conn)
             .await
             .optional()?)
+    }
+}
+
+/// How much one INSERT of notifications may carry: rows are bounded by
+/// MySQL's placeholders, bytes by the server's `max_allowed_packet`, past
+/// which MySQL refuses the statement and drops the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatementLimit {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(QueryableByName)]
+struct MaxAllowedPacket {
+    #[diesel(sql_type = Bigint)]
+    bytes: i64,
+}
+
+impl StatementLimit {
+    /// The limit for the server `conn` is connected to. Read at start: a
+    /// change of `max_allowed_packet` takes effect when the service
+    /// restarts.
+    pub async fn of_server(conn: &mut AsyncMysqlConnection) -> Result<Self, StoreError> {
+        let packet: MaxAllowedPacket =
+            diesel::sql_query("SELECT CAST(@@max_allowed_packet AS SIGNED) AS bytes")
+                .get_result(conn)
+                .await?;
+        Self::for_packet(u64::try_from(packet.bytes).unwrap_or(0))
+    }
+
+    /// Statements of at most half of `max_allowed_packet`: the estimate of
+    /// a row is an upper bound already, the margin covers what it does not
+    /// count.
+    pub fn for_packet(max_allowed_packet: u64) -> Result<Self, StoreError> {
+        if max_allowed_packet < MIN_MAX_ALLOWED_PACKET {
+            return Err(StoreError::Migration(format!(
+                "MySQL's max_allowed_packet is {max_allowed_packet} bytes; \
+                 it must be at least {MIN_MAX_ALLOWED_PACKET}"
+            )));
+        }
+        Ok(Self {
+            max_rows: MAX_STATEMENT_ROWS,
+            max_bytes: usize::try_from(max_allowed_packet / 2).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Whether `rows` rows of `bytes` estimated bytes fit one statement.
+    pub fn fits(&self, rows: usize, bytes: usize) -> bool {
+        rows <= self.max_rows && bytes <= self.max_bytes
+    }
+
+    /// Splits `rows`, in order, into statements within this limit. A row
+    /// larger than the limit on its own still gets a statement (alone).
+    pub fn statements<'a, 'r>(
+        &self,
+        rows: &'a [NewNotification<'r>],
+    ) -> Vec<&'a [NewNotification<'r>]> {
+        let mut statements = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, row) in rows.iter().enumerate() {
+            let row_bytes = row.estimated_bytes();
+            if i > start && !self.fits(i + 1 - start, bytes + row_bytes) {
+                statements.push(&rows[start..i]);
+                (start, bytes) = (i, 0);
+            }
+            bytes += row_bytes;
+        }
+        if start < rows.len() {
+            statements.push(&rows[start..]);
+        }
+        statements
     }
 }
 
@@ -413,4 +517,79 @@ pub async fn check_server(conn: &mut AsyncMysqlConnection) -> Result<(), StoreEr
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(user_id: &'a str, message: &'a str) -> NewNotification<'a> {
+        NewNotification {
+            user_id,
+            kind: "generic",
+            title: "",
+            message,
+            link: None,
+            metadata: None,
+            created_at: NaiveDateTime::default(),
+            source: Some("0123456789ab"),
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn statements_keep_order_and_stay_within_rows_and_bytes() {
+        let message = "x".repeat(10_000);
+        let limit = StatementLimit {
+            max_rows: 3,
+            max_bytes: 25_000,
+        };
+        let users: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+        let rows: Vec<_> = users.iter().map(|u| row(u, &message)).collect();
+        let statements = limit.statements(&rows);
+        // Two rows of 10 KB fit 25 KB, three do not.
+        assert_eq!(
+            statements.iter().map(|s| s.len()).collect::<Vec<_>>(),
+            [2, 2, 2, 2, 2]
+        );
+        let flattened: Vec<&str> = statements
+            .iter()
+            .flat_map(|s| s.iter().map(|r| r.user_id))
+            .collect();
+        assert_eq!(
+            flattened,
+            users.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+
+        let short: Vec<_> = users.iter().map(|u| row(u, "m")).collect();
+        let by_rows = limit.statements(&short);
+        assert_eq!(
+            by_rows.iter().map(|s| s.len()).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+    }
+
+    #[test]
+    fn a_row_over_the_limit_gets_a_statement_of_its_own() {
+        let large = "x".repeat(50_000);
+        let limit = StatementLimit {
+            max_rows: 2000,
+            max_bytes: 20_000,
+        };
+        let rows = [row("a", "m"), row("b", &large), row("c", "m")];
+        let statements = limit.statements(&rows);
+        assert_eq!(
+            statements.iter().map(|s| s.len()).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
+        assert!(limit.statements(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_limit_is_half_the_packet_and_small_packets_are_refused() {
+        let limit = StatementLimit::for_packet(16 * 1024 * 1024).unwrap();
+        assert_eq!(limit.max_bytes, 8 * 1024 * 1024);
+        assert_eq!(limit.max_rows, MAX_STATEMENT_ROWS);
+        assert!(StatementLimit::for_packet(64 * 1024).is_err());
+    }
 }

@@ -3,6 +3,8 @@
 //! Both validate fully before touching MySQL, store every row in one
 //! multi-row INSERT, and publish one event per recipient after the commit.
 
+use std::borrow::Cow;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use notify_auth::{jwt::valid_user_id, ApiKeyId};
 use notify_store::{Claim, IdempotencyKey};
@@ -50,7 +52,21 @@ struct WebhookRequest {
     kind: Option<String>,
     link: Option<String>,
     metadata: Option<Box<RawValue>>,
-    api_key: Option<String>,
+}
+
+/// Only the key of a webhook body that carries its API key, read before
+/// anything else of the body is looked at.
+#[derive(Deserialize)]
+struct BodyKey<'a> {
+    #[serde(rename = "apiKey", borrow)]
+    api_key: Option<Cow<'a, str>>,
+}
+
+/// The `apiKey` of a webhook body; none when the body is not a JSON object
+/// with a string there (the sender is then missing, whatever else is
+/// wrong with the body).
+fn body_api_key(body: &[u8]) -> Option<Cow<'_, str>> {
+    serde_json::from_slice::<BodyKey>(body).ok()?.api_key
 }
 
 /// A request that passed every check.
@@ -93,14 +109,14 @@ pub async fn webhook(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     // A key in the headers is checked before the body is read; senders that
-    // can only put it in the body are checked after parsing.
+    // can only put it in the body are checked once it is read, before the
+    // rest of the body is parsed.
     let credentials = Credentials::from_headers(&req, &state)?;
     let idempotency_key = idempotency_key(&req)?;
     let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
-    let parsed = body::parse_json::<WebhookRequest>(&raw);
-    let body_key = parsed.as_ref().ok().and_then(|r| r.api_key.as_deref());
-    let (sender, once) = credentials.identify(&state, &raw, body_key)?;
-    let request = parsed?;
+    let body_key = credentials.in_body().then(|| body_api_key(&raw)).flatten();
+    let (sender, once) = credentials.identify(&state, &raw, body_key.as_deref())?;
+    let request: WebhookRequest = body::parse_json(&raw)?;
     let content = request.check()?;
     let body = store_and_publish(
         &state,
@@ -363,6 +379,7 @@ async fn store(
             Claim::Replay(body) => return Ok(body),
             Claim::InProgress => return Err(ApiError::IdempotencyInProgress),
             Claim::Mismatch => return Err(ApiError::IdempotencyMismatch),
+            Claim::Expired => return Err(ApiError::IdempotencyExpired),
         }
     }
     let key = idempotency.map(|(key, _)| key);

@@ -1,5 +1,7 @@
 //! `GET /v1/notifications/{id}`: a sender asks what became of a
 //! notification: stored, delivered (a client acknowledged it) or read.
+//! Only the API key that sent it may ask; ids are sequential, so to every
+//! other key the notification looks exactly like one that does not exist.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
@@ -16,9 +18,9 @@ pub async fn delivery_state(
     id: web::Path<u64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    require_api_key(&req, &state)?;
+    let sender = require_api_key(&req, &state)?;
     let mut conn = notify_store::pool::get(&state.db).await?;
-    let found = Notification::delivery_state(&mut conn, id.into_inner())
+    let found = Notification::delivery_state(&mut conn, id.into_inner(), &sender.0)
         .await?
         .ok_or(ApiError::NotFound)?;
     let stage = if found.read_at.is_some() {

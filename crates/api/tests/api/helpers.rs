@@ -7,8 +7,8 @@ use notify_api::{Application, Config};
 use notify_auth::{ApiKeys, JwtConfig, WebhookSecrets};
 use serde_json::Value;
 
-pub const API_KEY: &str = "test-api-key-1";
-pub const SECOND_API_KEY: &str = "test-api-key-2";
+pub const API_KEY: &str = "test-api-key-1-8b1f0c2e7d4a";
+pub const SECOND_API_KEY: &str = "test-api-key-2-5e9a3d6c1b70";
 /// Standard Webhooks secrets of two senders; billing is rotating its own.
 pub const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const ROTATED_SECRET: &str = "whsec_dGhpcy1pcy1hLW5ldy1zZWNyZXQtZm9yLXRlc3Rz";
@@ -40,8 +40,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_on(TestDb::create().await, adjust).await
+    }
+
+    /// An api on the database `db`, which may be on another server.
+    pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
         notify_service::telemetry::init();
-        let db = TestDb::create().await;
         let prefix = format!("{}:", notify_testkit::unique("t"));
         let mut config = Config {
             database_url: db.url.clone(),
@@ -69,6 +73,11 @@ impl TestApp {
                 per_second: 1000,
                 burst: 1000,
             },
+            credential_failures: notify_api::limits::FailureRate {
+                per_minute: 10,
+                burst: 20,
+            },
+            trusted_proxies: notify_api::client::default_trusted_proxies(),
         };
         adjust(&mut config);
         let app = Application::build(config).await.expect("build app");

@@ -133,3 +133,92 @@ async fn malformed_keys_are_refused() {
     }
     assert_eq!(app.rows().await, 0);
 }
+
+#[actix_web::test]
+async fn keys_older_than_the_replay_window_are_purged_and_newer_ones_kept() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        send_with_key(&app, "recent", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+    // More expired keys than one purge statement deletes, and one just
+    // inside the window.
+    app.db
+        .execute(
+            "INSERT INTO idempotency_keys (source, idempotency_key, request_hash, response, created_at) \
+             WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) \
+             SELECT 'sender', CONCAT('old-', a.i, '-', b.i), REPEAT('0', 64), '{}', \
+             UTC_TIMESTAMP(6) - INTERVAL 25 HOUR FROM n AS a CROSS JOIN n AS b",
+        )
+        .await;
+    app.db
+        .execute(
+            "INSERT INTO idempotency_keys (source, idempotency_key, request_hash, response, created_at) \
+             VALUES ('sender', 'kept', REPEAT('0', 64), '{}', UTC_TIMESTAMP(6) - INTERVAL 23 HOUR)",
+        )
+        .await;
+    let pool = notify_store::build_pool(&app.db.url, 1).unwrap();
+    let purged = notify_api::housekeeping::purge_idempotency_keys(&pool)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2500);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM idempotency_keys WHERE idempotency_key IN ('recent', 'kept')")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM idempotency_keys")
+            .await,
+        2
+    );
+    // The key kept still replays.
+    let again = send_with_key(&app, "recent", BODY).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(app.rows().await, 2);
+}
+
+#[actix_web::test]
+async fn a_key_used_again_after_its_window_is_refused_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let first = send_with_key(&app, "order-7", BODY).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    // A day later its response is purged.
+    app.db
+        .execute("UPDATE idempotency_keys SET created_at = created_at - INTERVAL 25 HOUR")
+        .await;
+    let pool = notify_store::build_pool(&app.db.url, 1).unwrap();
+    notify_api::housekeeping::purge_idempotency_keys(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM idempotency_keys")
+            .await,
+        0
+    );
+
+    for body in [
+        BODY,
+        r#"{"recipients":["carol"],"title":"t","message":"m"}"#,
+    ] {
+        let reply = send_with_key(&app, "order-7", body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.body
+        );
+        assert_eq!(reply.code(), "idempotency_key_expired");
+    }
+    assert_eq!(app.rows().await, 2);
+    // Nothing was left claimed: another key works at once.
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM idempotency_keys")
+            .await,
+        0
+    );
+    assert_eq!(
+        send_with_key(&app, "order-8", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+}

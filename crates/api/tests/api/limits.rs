@@ -1,5 +1,5 @@
 use awc::http::StatusCode;
-use notify_api::limits::Rate;
+use notify_api::limits::{FailureRate, Rate};
 
 use crate::helpers::*;
 
@@ -248,4 +248,230 @@ async fn cors_answers_only_configured_origins() {
         )
         .await;
     assert!(reply.headers.get("access-control-allow-origin").is_none());
+}
+
+/// Answers a request whose head promises a body that never comes: a
+/// refusal before the body is read arrives at once, anything else only
+/// after the body timeout.
+async fn answer_without_body(app: &TestApp, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(app.addr.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !answer.ends_with(b"}}") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), read)
+        .await
+        .expect("answered before the body timeout");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply
+        .headers
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn wrong_api_keys_are_limited_per_client_address() {
+    let app = TestApp::spawn_with(|c| {
+        c.credential_failures = FailureRate {
+            per_minute: 1,
+            burst: 3,
+        }
+    })
+    .await;
+    let attacker = "198.51.100.7";
+    let send_from = |address: &'static str, key: &'static str| {
+        let app = &app;
+        async move {
+            app.request(
+                "POST",
+                "/v1/notifications",
+                &[("x-forwarded-for", address), ("x-api-key", key)],
+                Some(BODY),
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        let reply = send_from(attacker, "wrong-key-of-24-characters").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.code(), "invalid_api_key");
+    }
+    let over = send_from(attacker, "wrong-key-of-24-characters").await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.code(), "rate_limited");
+    assert!((1..=60).contains(&retry_after(&over)));
+
+    // While limited, the right key is refused too, on every route that
+    // takes one, and in the body of a webhook as well.
+    let right = send_from(attacker, API_KEY).await;
+    assert_eq!(
+        right.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        right.body
+    );
+    assert_eq!(right.code(), "rate_limited");
+    let in_body = app
+        .request(
+            "POST",
+            "/webhook/notify",
+            &[("x-forwarded-for", attacker)],
+            Some(&format!(
+                r#"{{"recipientId":"alice","message":"m","apiKey":"{API_KEY}"}}"#
+            )),
+        )
+        .await;
+    assert_eq!(in_body.status, StatusCode::TOO_MANY_REQUESTS);
+    let status = app
+        .request(
+            "GET",
+            "/v1/notifications/1",
+            &[("x-forwarded-for", attacker), ("x-api-key", API_KEY)],
+            None,
+        )
+        .await;
+    assert_eq!(status.status, StatusCode::TOO_MANY_REQUESTS);
+    // Refused before its body is even waited for.
+    let answer = answer_without_body(
+        &app,
+        &format!(
+            "POST /webhook/notify HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: {attacker}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert_eq!(app.rows().await, 0);
+
+    // Other clients are not affected: the right key works, a wrong one is
+    // an ordinary 401.
+    let other = send_from("198.51.100.8", API_KEY).await;
+    assert_eq!(other.status, StatusCode::ACCEPTED, "{}", other.body);
+    let wrong = send_from("198.51.100.8", "wrong-key-of-24-characters").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.send("/v1/notifications", BODY).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(app.rows().await, 2);
+}
+
+#[actix_web::test]
+async fn wrong_keys_in_bodies_and_wrong_signatures_count_as_failures() {
+    let app = TestApp::spawn_with(|c| {
+        c.credential_failures = FailureRate {
+            per_minute: 1,
+            burst: 2,
+        }
+    })
+    .await;
+    let webhook = r#"{"recipientId":"alice","message":"m","apiKey":"wrong-key-of-24-characters"}"#;
+    let expected = [
+        (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+        (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+    ];
+    for (status, code) in expected {
+        let reply = app
+            .request(
+                "POST",
+                "/webhook/notify",
+                &[("x-forwarded-for", "192.0.2.10")],
+                Some(webhook),
+            )
+            .await;
+        assert_eq!((reply.status, reply.code()), (status, code));
+    }
+
+    let body = r#"{"recipientId":"alice","message":"m"}"#;
+    let now = now_secs();
+    let expected = [
+        (StatusCode::UNAUTHORIZED, "invalid_signature"),
+        (StatusCode::UNAUTHORIZED, "invalid_signature"),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+    ];
+    for (i, (status, code)) in expected.into_iter().enumerate() {
+        let id = format!("forged-{i}");
+        // Signed with a secret the api does not know.
+        let signature = notify_auth::webhook::sign(
+            CRM_SECRET.replace('Y', "Z").as_str(),
+            &id,
+            now,
+            body.as_bytes(),
+        )
+        .unwrap();
+        let reply = app
+            .request(
+                "POST",
+                "/webhook/notify",
+                &[
+                    ("x-forwarded-for", "192.0.2.11"),
+                    ("webhook-id", &id),
+                    ("webhook-timestamp", &now.to_string()),
+                    ("webhook-signature", &signature),
+                ],
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(app.rows().await, 0);
+}
+
+/// Behind no trusted proxy, `X-Forwarded-For` is the client's own claim:
+/// changing it does not escape the limit.
+#[actix_web::test]
+async fn forwarded_for_from_an_untrusted_peer_does_not_escape_the_limit() {
+    let app = TestApp::spawn_with(|c| {
+        c.credential_failures = FailureRate {
+            per_minute: 1,
+            burst: 2,
+        };
+        c.trusted_proxies = Vec::new();
+    })
+    .await;
+    for (i, expected) in [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::TOO_MANY_REQUESTS,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let forwarded = format!("203.0.113.{i}");
+        let reply = app
+            .request(
+                "POST",
+                "/v1/notifications",
+                &[
+                    ("x-forwarded-for", &forwarded),
+                    ("x-api-key", "wrong-key-of-24-characters"),
+                ],
+                Some(BODY),
+            )
+            .await;
+        assert_eq!(reply.status, expected, "attempt {i}");
+    }
 }

@@ -102,6 +102,11 @@ impl Cluster {
                 per_second: 1000,
                 burst: 1000,
             },
+            credential_failures: notify_api::limits::FailureRate {
+                per_minute: 10,
+                burst: 20,
+            },
+            trusted_proxies: notify_api::client::default_trusted_proxies(),
         };
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
