@@ -1,7 +1,9 @@
 //! Test support shared by the integration suites: throwaway MySQL databases,
-//! private Redis servers, a TCP forwarder that can simulate an outage, and a
-//! WebSocket client. Everything talks to real services over real sockets.
+//! private Redis servers, a TCP forwarder that can simulate an outage, nginx
+//! with the production configuration, and a WebSocket client. Everything
+//! talks to real services over real sockets.
 
+pub mod nginx;
 pub mod outage;
 pub mod process;
 pub mod redis_server;
