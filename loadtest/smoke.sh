@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 export NGINX_PORT=${SMOKE_NGINX_PORT:-18080} API_PORT=${SMOKE_API_PORT:-18081}
 export GATEWAY_PORTS=${SMOKE_GATEWAY_PORTS:-"18082 18083 18084"}
+export CLUSTER_REDIS_PORT=${SMOKE_REDIS_PORT:-18085}
 export CLUSTER_DIR=.cluster-smoke
 export DATABASE_URL=mysql://root@127.0.0.1:3306/notify_smoke
 export CHANNEL_PREFIX=smoke:

@@ -1,9 +1,11 @@
 //! Test support shared by the integration suites: throwaway MySQL databases,
-//! private Redis servers, a TCP forwarder that can simulate an outage, and a
+//! private Redis servers, TCP forwarders that simulate an outage or a
+//! misbehaving network, nginx with the production configuration, and a
 //! WebSocket client. Everything talks to real services over real sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fault_proxy;
+pub mod nginx;
 pub mod outage;
 pub mod process;
 pub mod redis_server;

@@ -265,3 +265,247 @@ fn the_local_launcher_renders_the_same_template() {
         );
     }
 }
+
+/// The secrets every deployment needs, which compose must never default.
+const SECRETS: [&str; 3] = ["JWT_SECRET", "WEBHOOK_API_KEYS", "WEBHOOK_SIGNING_SECRETS"];
+
+#[test]
+fn compose_refuses_to_start_without_secrets_and_has_no_defaults() {
+    let text = read("docker-compose.yml");
+    assert!(text.contains("${JWT_SECRET:?"));
+    assert!(text.contains("${WEBHOOK_API_KEYS:?"));
+    let compose = compose();
+    for name in ["api", "gateway"] {
+        let env = environment(service(&compose, name));
+        for secret in SECRETS {
+            let Some(value) = env.get(secret) else {
+                continue;
+            };
+            // `${VAR:?message}`, nothing before or after: compose stops
+            // when VAR is unset or empty, and nothing else can fill it.
+            let required = value.starts_with(&format!("${{{secret}:?"))
+                && value.ends_with('}')
+                && value.matches("${").count() == 1;
+            assert!(required, "{name}: {secret} has a default: {value}");
+        }
+    }
+    for name in ["JWT_SECRET", "WEBHOOK_API_KEYS"] {
+        assert!(
+            environment(service(&compose, "api")).contains_key(name),
+            "api lacks {name}"
+        );
+    }
+    // Any other mention of a secret in the file is required too.
+    for (at, _) in text.match_indices("${") {
+        let rest = &text[at + 2..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if SECRETS.contains(&name.as_str()) {
+            assert!(
+                rest[name.len()..].starts_with(":?"),
+                "{name} is not required at byte {at}"
+            );
+        }
+    }
+}
+
+fn ipv4(text: &str) -> u32 {
+    u32::from(
+        text.parse::<std::net::Ipv4Addr>()
+            .unwrap_or_else(|e| panic!("{text}: {e}")),
+    )
+}
+
+/// Whether `addr` (an address, or a network `a.b.c.d/n`) lies in `cidr`.
+fn in_subnet(addr: &str, cidr: &str) -> bool {
+    let prefix = |text: &str| -> (u32, u32) {
+        let (network, bits) = text.split_once('/').unwrap_or((text, "32"));
+        (ipv4(network), bits.parse().unwrap())
+    };
+    let ((addr, addr_bits), (network, bits)) = (prefix(addr), prefix(cidr));
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    addr_bits >= bits && addr & mask == network & mask
+}
+
+#[test]
+fn gateways_trust_only_nginx_to_name_the_client() {
+    let compose = compose();
+    let ipam = &compose["networks"]["default"]["ipam"]["config"][0];
+    let subnet = ipam["subnet"].as_str().expect("a declared subnet");
+    let dynamic = ipam["ip_range"].as_str().expect("a range for the others");
+    let nginx = service(&compose, "nginx");
+    let networks = nginx["networks"].as_hash().expect("nginx networks");
+    assert_eq!(networks.len(), 1, "nginx is on the cluster network only");
+    let address = nginx["networks"]["default"]["ipv4_address"]
+        .as_str()
+        .expect("nginx has a fixed address");
+    assert!(in_subnet(address, subnet), "{address} not in {subnet}");
+    assert!(in_subnet(dynamic, subnet), "{dynamic} not in {subnet}");
+    assert!(
+        !in_subnet(address, dynamic),
+        "another container could take nginx's address {address} from {dynamic}"
+    );
+    let gateway = environment(service(&compose, "gateway"));
+    assert_eq!(
+        gateway.get("TRUSTED_PROXIES").map(String::as_str),
+        Some(address)
+    );
+    // The services join the same network (the default one).
+    for name in ["mysql", "redis", "api", "gateway"] {
+        assert!(
+            service(&compose, name)["networks"].is_badvalue(),
+            "{name} is moved off the default network"
+        );
+    }
+}
+
+#[test]
+fn redis_keeps_its_data_in_an_append_only_file_in_both_setups() {
+    let config = read("deploy/redis/redis.conf");
+    let settings: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(settings.contains(&"appendonly yes"), "{settings:?}");
+    assert!(
+        !settings.iter().any(|s| s.starts_with("dir ")),
+        "the setups choose the directory"
+    );
+
+    let compose = compose();
+    let redis = service(&compose, "redis");
+    let command: Vec<&str> = redis["command"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(command, ["redis-server", "/usr/local/etc/redis/redis.conf"]);
+    let mounts: Vec<&str> = redis["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(mounts.contains(&"./deploy/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro"));
+    // The image's working directory, where the append-only file goes, is a
+    // named volume, so it outlives the container.
+    let data = mounts
+        .iter()
+        .find_map(|m| m.strip_suffix(":/data"))
+        .expect("a volume on /data");
+    assert!(
+        !compose["volumes"][data].is_badvalue(),
+        "{data} is not a named volume"
+    );
+
+    let launcher = read("scripts/cluster");
+    assert!(launcher.contains("redis-server \"$ROOT/deploy/redis/redis.conf\""));
+    assert!(launcher.contains("--dir \"$STATE/redis\""));
+}
+
+/// redis-server run with the deployed configuration, as scripts/cluster
+/// runs it, in a private directory.
+struct DeployedRedis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl DeployedRedis {
+    fn start() -> DeployedRedis {
+        let dir = std::env::temp_dir().join(notify_testkit::unique("redis"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = DeployedRedis {
+            port: notify_testkit::process::free_port(),
+            dir,
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Kills the server (SIGKILL: no chance to save anything on the way
+    /// out), starts it again and waits until it has loaded its data.
+    fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .arg(repo().join("deploy/redis/redis.conf"))
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // PONG only once the append-only file is loaded (LOADING before).
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli must be installed");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for DeployedRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn deployed_redis_keeps_revocations_when_it_is_killed() {
+    let mut redis = DeployedRedis::start();
+    // What a user revocation writes: a key that expires.
+    assert_eq!(
+        redis.cli(&["SET", "revoked:user:ann", "1795545421", "EX", "3600"]),
+        "OK"
+    );
+    redis.restart();
+    assert_eq!(redis.cli(&["GET", "revoked:user:ann"]), "1795545421");
+    let ttl: u64 = redis.cli(&["TTL", "revoked:user:ann"]).parse().unwrap();
+    assert!((3500..=3600).contains(&ttl), "ttl {ttl}");
+}
+
+#[test]
+fn the_local_launcher_installs_what_it_needs() {
+    let launcher = read("scripts/cluster");
+    let up = &launcher[launcher.find("cmd_up() {").expect("cmd_up")..];
+    let services = up
+        .find("scripts/services")
+        .expect("up runs scripts/services");
+    let nginx = up.find("nginx=$(nginx_bin)").expect("up looks for nginx");
+    assert!(services < nginx, "up looks for nginx before installing it");
+    assert!(!launcher.contains("--install"));
+    assert!(!read("README.md").contains("--install"));
+
+    let services = read("scripts/services");
+    let tools = services.find("= --tools ]").expect("a --tools section");
+    let nginx = services
+        .find("install -y -qq nginx")
+        .expect("installs nginx");
+    assert!(nginx < tools, "nginx is installed only with --tools");
+}

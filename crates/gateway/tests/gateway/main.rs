@@ -10,6 +10,7 @@ mod helpers;
 mod idp;
 mod limits;
 mod logs;
+mod proxy_logs;
 mod resilience;
 mod resume;
 mod revoke;
