@@ -9,11 +9,11 @@ pub mod config;
 pub mod error;
 pub mod housekeeping;
 pub mod limits;
-pub mod outbox;
 pub mod routes;
 pub mod signed;
 pub mod startup;
 pub mod state;
+pub mod sweeper;
 
 pub use config::Config;
 pub use startup::Application;

@@ -31,7 +31,7 @@ pub struct FailureRate {
     pub burst: u32,
 }
 
-pub struct Limits {
+pub struct RateLimits {
     keys: DefaultKeyedRateLimiter<String>,
     users: DefaultKeyedRateLimiter<String>,
     failures: DefaultKeyedRateLimiter<IpAddr>,
@@ -62,7 +62,7 @@ fn failure_key(client: IpAddr) -> IpAddr {
     }
 }
 
-impl Limits {
+impl RateLimits {
     pub fn new(per_key: Rate, per_user: Rate, failures: FailureRate) -> Self {
         let per_minute = NonZeroU32::new(failures.per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(failures.burst).unwrap_or(NonZeroU32::MIN);
@@ -160,7 +160,7 @@ mod tests {
             per_second: 1,
             burst: 1,
         };
-        let limits = Limits::new(
+        let limits = RateLimits::new(
             fast,
             slow,
             FailureRate {
@@ -188,12 +188,12 @@ mod tests {
 mod failure_tests {
     use super::*;
 
-    fn limits(burst: u32) -> Limits {
+    fn limits(burst: u32) -> RateLimits {
         let rate = Rate {
             per_second: 1,
             burst: 1,
         };
-        Limits::new(
+        RateLimits::new(
             rate,
             rate,
             FailureRate {

@@ -25,10 +25,10 @@ use tokio::task::JoinHandle;
 use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::housekeeping;
-use crate::limits::Limits;
-use crate::outbox;
+use crate::limits::RateLimits;
 use crate::routes;
 use crate::state::AppState;
+use crate::sweeper;
 
 /// Events that may wait for Redis before new ones are dropped (they stay in
 /// MySQL either way, and new notifications in the outbox).
@@ -72,12 +72,12 @@ impl Application {
         let (publisher, publisher_task) =
             Publisher::start_reporting(redis.clone(), PUBLISH_QUEUE, Some(published_tx));
         let channels = ChannelNames::new(config.channel_prefix.clone());
-        tokio::spawn(outbox::forget_published(db.clone(), published_rx));
-        let sweeper = tokio::spawn(outbox::sweep(
+        tokio::spawn(sweeper::forget_published(db.clone(), published_rx));
+        let sweeper = tokio::spawn(sweeper::sweep(
             db.clone(),
             redis.clone(),
             channels.clone(),
-            outbox::Settings {
+            sweeper::Settings {
                 every: config.sweep_every,
                 min_age: config.sweep_min_age,
             },
@@ -105,7 +105,7 @@ impl Application {
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
             token_max_lifetime: config.jwt.max_lifetime,
-            limits: Limits::new(config.per_key, config.per_user, config.credential_failures),
+            limits: RateLimits::new(config.per_key, config.per_user, config.credential_failures),
             trusted_proxies: config.trusted_proxies.clone(),
             refusals: Default::default(),
         });

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use notify_service::refusals::Counters;
 
 use crate::batcher::Batcher;
-use crate::limits::Limits;
+use crate::limits::RateLimits;
 use notify_bus::{Publisher, RedisPool};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::DbPool;
@@ -23,7 +23,7 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub webhook_secrets: WebhookSecrets,
     pub token_max_lifetime: std::time::Duration,
-    pub limits: Limits,
+    pub limits: RateLimits,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
     /// Refused requests by error code, for `/metrics` and the stats log.

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 /// A notification as clients see it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Notification {
+pub struct WireNotification {
     pub id: u64,
     pub user_id: String,
     #[serde(rename = "type")]
@@ -30,7 +30,7 @@ pub struct Notification {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A new notification.
-    Notification { notification: Notification },
+    Notification { notification: WireNotification },
     /// These notifications were marked read.
     Read { ids: Vec<u64> },
     /// Every notification with an id up to and including `up_to` is read.
@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn notification_frame_shape() {
         let event = Event::Notification {
-            notification: Notification {
+            notification: WireNotification {
                 id: 7,
                 user_id: "u1".into(),
                 kind: "comment".into(),
@@ -90,7 +90,7 @@ mod tests {
             r#"{"type":"notification","notification":{"id":7,"user_id":"u1","type":"comment","title":"Hi","message":"New comment","link":null,"metadata":{"a":1},"created_at":"2026-01-02T03:04:05.000000Z","read_at":null}}"#
         );
         let value: serde_json::Value = serde_json::from_str(&event.to_frame()).unwrap();
-        let back: Notification = serde_json::from_value(value["notification"].clone()).unwrap();
+        let back: WireNotification = serde_json::from_value(value["notification"].clone()).unwrap();
         assert_eq!(back.metadata.unwrap().get(), r#"{"a":1}"#);
     }
 

@@ -12,5 +12,5 @@ pub mod frame;
 
 pub use channel::ChannelNames;
 pub use control::Control;
-pub use event::{Event, Notification};
+pub use event::{Event, WireNotification};
 pub use frame::{ClientFrame, FrameError, ServerFrame};

@@ -8,15 +8,15 @@ pub mod error;
 pub mod idempotency;
 pub mod migrate;
 pub mod notification;
-pub mod outbox;
 pub mod pool;
 pub mod schema;
+pub mod unpublished;
 
 pub use error::StoreError;
 pub use idempotency::{Claim, IdempotencyKey};
 pub use notification::{DeliveryState, NewNotification, Notification, ReadOutcome, StatementLimit};
-pub use outbox::UnpublishedBatch;
 pub use pool::{build_pool, DbConn, DbPool};
+pub use unpublished::UnpublishedBatch;
 
 /// Database time is UTC with microsecond precision (`DATETIME(6)`); values
 /// created in the services are truncated to match what reads give back.

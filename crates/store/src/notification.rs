@@ -108,8 +108,8 @@ async fn last_insert_id_of(conn: &mut AsyncMysqlConnection) -> Result<u64, Store
 }
 
 impl Notification {
-    pub fn into_wire(self) -> notify_protocol::Notification {
-        notify_protocol::Notification {
+    pub fn into_wire(self) -> notify_protocol::WireNotification {
+        notify_protocol::WireNotification {
             id: self.id,
             user_id: self.user_id,
             kind: self.kind,
