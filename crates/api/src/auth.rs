@@ -7,13 +7,13 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::{self, HeaderMap};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use notify_auth::ApiKeyId;
 use notify_bus::revocation;
 
-use crate::client::client_addr;
+use notify_service::client::client_addr;
+use notify_service::http::bearer;
 use crate::error::ApiError;
 use crate::signed::{Once, Signed};
 use crate::state::AppState;
@@ -169,15 +169,6 @@ impl Credentials {
         state.limits.check_key(&sender.0)?;
         Ok((sender, once))
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 fn app_state(req: &HttpRequest) -> Result<&AppState, ApiError> {

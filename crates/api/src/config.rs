@@ -36,9 +36,8 @@ use std::time::Duration;
 use anyhow::bail;
 use notify_auth::{ApiKeys, JwtConfig, WebhookSecrets};
 
-use crate::client::default_trusted_proxies;
 use crate::limits::{FailureRate, Rate};
-use notify_service::settings::{jwt_config, optional, parsed, required};
+use notify_service::settings::{jwt_config, optional, parsed, required, trusted_proxies};
 
 /// Shortest API key accepted: a key is a password that any client may
 /// guess at, so it must be long and random.
@@ -105,17 +104,7 @@ impl Config {
                 per_minute: parsed("CREDENTIAL_FAILURES_PER_MINUTE")?.unwrap_or(10),
                 burst: parsed("CREDENTIAL_FAILURE_BURST")?.unwrap_or(20),
             },
-            trusted_proxies: match optional("TRUSTED_PROXIES") {
-                Some(list) => list
-                    .split(',')
-                    .map(|ip| {
-                        ip.trim()
-                            .parse()
-                            .map_err(|e| anyhow::anyhow!("invalid value for TRUSTED_PROXIES: {e}"))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-                None => default_trusted_proxies(),
-            },
+            trusted_proxies: trusted_proxies()?,
         })
     }
 }

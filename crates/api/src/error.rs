@@ -5,7 +5,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use notify_auth::AuthError;
 use notify_store::StoreError;
-use serde_json::json;
 
 /// Seconds a client should wait before retrying when a backing service is
 /// away.
@@ -153,9 +152,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        let response =
-            response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}));
-        notify_service::refusals::mark(response, self.code())
+        notify_service::http::refusal(response, self.code(), &self.to_string())
     }
 }
 

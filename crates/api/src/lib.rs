@@ -4,7 +4,6 @@
 pub mod auth;
 pub mod batcher;
 pub mod body;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod housekeeping;

@@ -31,11 +31,11 @@
 //! | `REDIS_POOL_SIZE` | `4` | Redis connections to publish read marks and check revocations |
 //! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use notify_auth::JwtConfig;
-use notify_service::settings::{jwt_config, optional, parsed, required};
+use notify_service::settings::{jwt_config, optional, parsed, required, trusted_proxies};
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -161,17 +161,7 @@ impl Config {
                 max_connections_per_user: parsed("MAX_CONNECTIONS_PER_USER")?
                     .unwrap_or(limits_default.max_connections_per_user),
             },
-            trusted_proxies: match optional("TRUSTED_PROXIES") {
-                Some(list) => list
-                    .split(',')
-                    .map(|ip| {
-                        ip.trim()
-                            .parse()
-                            .map_err(|e| anyhow::anyhow!("invalid value for TRUSTED_PROXIES: {e}"))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-                None => default_trusted_proxies(),
-            },
+            trusted_proxies: trusted_proxies()?,
             drain: Drain {
                 timeout: secs("DRAIN_TIMEOUT_SECS", drain_default.timeout)?,
                 batch: parsed("DRAIN_BATCH")?.unwrap_or(drain_default.batch).max(1),
@@ -189,10 +179,3 @@ impl Config {
     }
 }
 
-/// Loopback: nginx on the same host.
-pub fn default_trusted_proxies() -> Vec<IpAddr> {
-    vec![
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(Ipv6Addr::LOCALHOST),
-    ]
-}

@@ -1,6 +1,5 @@
 //! HTTP side of a gateway node: the WebSocket upgrade and health checks.
 
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use governor::clock::Clock;
@@ -15,16 +14,14 @@ use crate::node::{Node, OpenSocket, Refusal};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
-        .route("/health", web::get().to(health))
+        .route("/health", web::get().to(notify_service::http::health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));
 }
 
 /// A refusal before the upgrade, marked so that it is counted.
 pub fn error(status: StatusCode, code: &'static str, message: &str) -> HttpResponse {
-    let response =
-        HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}));
-    notify_service::refusals::mark(response, code)
+    notify_service::http::refusal(HttpResponse::build(status), code, message)
 }
 
 #[derive(Deserialize)]
@@ -52,7 +49,8 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
             "node is full, connect to another",
         );
     }
-    if let Some(addr) = client_addr(&req, &node.trusted_proxies) {
+    {
+        let addr = notify_service::client::client_addr(&req, &node.trusted_proxies);
         if let Err(not_until) = node.connects.check_key(&addr) {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             let mut response = error(
@@ -99,7 +97,9 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
             )
         }
     };
-    let token = bearer(&req).or(query.token);
+    let token = notify_service::http::bearer(req.headers())
+        .map(str::to_owned)
+        .or(query.token);
     let claims = match token {
         None => None,
         Some(token) => match node.authorize(&token).await {
@@ -149,18 +149,7 @@ fn unauthorized(code: &'static str, message: &str) -> HttpResponse {
     response
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
 
 /// Ready while the Redis subscriber is connected and the node is not
 /// draining.
@@ -241,25 +230,3 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
         .body(body)
 }
 
-/// The client's address: the peer's, or, when the peer is a trusted proxy,
-/// the last address in `X-Forwarded-For` that is not a trusted proxy.
-pub fn client_addr(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    if !trusted.contains(&peer) {
-        return Some(peer);
-    }
-    let forwarded = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|hop| !trusted.contains(hop))
-            .unwrap_or(peer),
-    )
-}

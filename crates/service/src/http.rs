@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use serde_json::json;
 
 /// A client must send its whole request head within this time, or the
 /// connection is closed: a client trickling headers a byte at a time
@@ -21,4 +24,24 @@ pub fn security_headers() -> DefaultHeaders {
             "default-src 'none'; frame-ancestors 'none'",
         ))
         .add(("Cache-Control", "no-store"))
+}
+
+/// A refusal as both services answer it: `{"error":{"code","message"}}`,
+/// marked so that the refusal is counted under its code.
+pub fn refusal(mut response: HttpResponseBuilder, code: &'static str, message: &str) -> HttpResponse {
+    let response = response.json(json!({"error": {"code": code, "message": message}}));
+    crate::refusals::mark(response, code)
+}
+
+/// The credential in `Authorization: Bearer <credential>`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
+/// `GET /health`: the process is up and serving HTTP.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
 }

@@ -1,6 +1,7 @@
 //! What every service binary shares: settings read from the environment and
 //! the logging setup.
 
+pub mod client;
 pub mod healthcheck;
 pub mod http;
 pub mod refusals;

@@ -111,3 +111,18 @@ pub fn jwt_config() -> anyhow::Result<JwtConfig> {
     JwtVerifier::new(&config).map_err(anyhow::Error::msg)?;
     Ok(config)
 }
+
+/// `TRUSTED_PROXIES`: the peers whose `X-Forwarded-For` is believed
+/// (default: loopback, nginx on the same host).
+pub fn trusted_proxies() -> anyhow::Result<Vec<std::net::IpAddr>> {
+    let Some(list) = optional("TRUSTED_PROXIES") else {
+        return Ok(crate::client::default_trusted_proxies());
+    };
+    list.split(',')
+        .map(|ip| {
+            ip.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid value for TRUSTED_PROXIES: {e}"))
+        })
+        .collect()
+}

@@ -6,11 +6,6 @@ use serde_json::json;
 
 use crate::state::AppState;
 
-/// The process is up and serving HTTP.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
 /// MySQL and Redis both answer; 503 naming the one that does not.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (mysql, redis) = tokio::join!(mysql_up(&state), notify_bus::ping(&state.redis));

@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(|e, _| {
             ApiError::InvalidQuery(format!("invalid query string: {e}")).into()
         }))
-        .route("/health", web::get().to(health::health))
+        .route("/health", web::get().to(notify_service::http::health))
         .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics))
         .route("/v1/notifications", web::post().to(send::send_many))

@@ -77,7 +77,7 @@ impl TestApp {
                 per_minute: 10,
                 burst: 20,
             },
-            trusted_proxies: notify_api::client::default_trusted_proxies(),
+            trusted_proxies: notify_service::client::default_trusted_proxies(),
         };
         adjust(&mut config);
         let app = Application::build(config).await.expect("build app");

@@ -106,7 +106,7 @@ impl Cluster {
                 per_minute: 10,
                 burst: 20,
             },
-            trusted_proxies: notify_api::client::default_trusted_proxies(),
+            trusted_proxies: notify_service::client::default_trusted_proxies(),
         };
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
@@ -128,7 +128,7 @@ impl Cluster {
             jwt: jwt(),
             channel_prefix: self.prefix.clone(),
             allowed_origins: None,
-            trusted_proxies: notify_gateway::config::default_trusted_proxies(),
+            trusted_proxies: notify_service::client::default_trusted_proxies(),
             limits: Limits {
                 auth_timeout: Duration::from_secs(1),
                 ..Limits::default()

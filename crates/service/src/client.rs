@@ -1,4 +1,5 @@
-//! The address of the client behind a request, for per-client limits.
+//! The address of the client behind a request, for per-client limits, the
+//! same way in both services.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
