@@ -10,13 +10,12 @@ use std::net::IpAddr;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use notify_auth::ApiKeyId;
-use notify_bus::revocation;
 
-use notify_service::client::client_addr;
-use notify_service::http::bearer;
 use crate::error::ApiError;
 use crate::signed::{Once, Signed};
 use crate::state::AppState;
+use notify_service::client::client_addr;
+use notify_service::http::bearer;
 
 /// The user a JWT in `Authorization: Bearer` names.
 pub struct AuthUser(pub String);
@@ -36,26 +35,9 @@ async fn authenticate_user(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let token = bearer(req.headers()).ok_or(ApiError::MissingCredentials(
         "send a user token as Authorization: Bearer <jwt>",
     ))?;
-    let claims = state.jwt.verify(token).await?;
+    let claims = state.gate.admit(token).await?;
     state.limits.check_user(&claims.sub)?;
-    let revoked = revocation::check(
-        &state.redis,
-        &state.channels,
-        &claims.sub,
-        claims.jti.as_deref(),
-        claims.iat,
-    )
-    .await;
-    match revoked {
-        Ok(None) => Ok(AuthUser(claims.sub)),
-        Ok(Some(_)) => Err(ApiError::TokenRevoked),
-        // As on the gateways: Redis being away does not lock users out of
-        // their feed; no revocation can be recorded meanwhile either.
-        Err(error) => {
-            tracing::warn!(%error, "could not check token revocations");
-            Ok(AuthUser(claims.sub))
-        }
-    }
+    Ok(AuthUser(claims.sub))
 }
 
 /// The client a sender's request comes from, once it is known not to be

@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use notify_auth::AuthError;
+use notify_bus::TokenRefusal;
 use notify_store::StoreError;
 
 /// Seconds a client should wait before retrying when a backing service is
@@ -164,6 +165,16 @@ impl From<StoreError> for ApiError {
         } else {
             tracing::error!(error = %e, "database error");
             ApiError::Internal
+        }
+    }
+}
+
+impl From<TokenRefusal> for ApiError {
+    fn from(refusal: TokenRefusal) -> Self {
+        match refusal {
+            TokenRefusal::Expired => ApiError::TokenExpired,
+            TokenRefusal::Invalid => ApiError::InvalidToken,
+            TokenRefusal::Revoked => ApiError::TokenRevoked,
         }
     }
 }

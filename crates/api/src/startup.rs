@@ -16,7 +16,7 @@ use actix_web::middleware::{from_fn, Condition, ErrorHandlerResponse, ErrorHandl
 use actix_web::{web, App, HttpServer, ResponseError};
 use anyhow::Context;
 use notify_auth::JwtVerifier;
-use notify_bus::{Publisher, QueueLimits};
+use notify_bus::{Publisher, QueueLimits, TokenGate};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use notify_store::StatementLimit;
@@ -95,13 +95,14 @@ impl Application {
         if let Err(error) = jwt.prefetch().await {
             tracing::warn!(%error, "could not fetch the JWKS yet");
         }
+        let gate = TokenGate::new(jwt, redis.clone(), channels.clone());
         let state = web::Data::new(AppState {
+            gate,
             db,
             batcher,
             redis,
             publisher,
             channels,
-            jwt,
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
             token_max_lifetime: config.jwt.max_lifetime,

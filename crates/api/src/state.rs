@@ -1,6 +1,6 @@
 //! What every request handler shares.
 
-use notify_auth::{ApiKeys, JwtVerifier, WebhookSecrets};
+use notify_auth::{ApiKeys, WebhookSecrets};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use notify_service::refusals::Counters;
 
 use crate::batcher::Batcher;
 use crate::limits::RateLimits;
-use notify_bus::{Publisher, RedisPool};
+use notify_bus::{Publisher, RedisPool, TokenGate};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::DbPool;
 
@@ -19,7 +19,8 @@ pub struct AppState {
     pub redis: RedisPool,
     pub publisher: Publisher,
     pub channels: ChannelNames,
-    pub jwt: JwtVerifier,
+    /// Verifies user tokens and checks them against revocations.
+    pub gate: TokenGate,
     pub api_keys: ApiKeys,
     pub webhook_secrets: WebhookSecrets,
     pub token_max_lifetime: std::time::Duration,
@@ -34,7 +35,6 @@ impl AppState {
     /// Queues `event` for the user's channel; call only after the change it
     /// describes is committed.
     pub fn publish(&self, user: &str, event: &Event) {
-        self.publisher
-            .publish(self.channels.user(user), event.to_frame());
+        self.publisher.publish_to_user(&self.channels, user, event);
     }
 }

@@ -89,6 +89,10 @@ pub struct JwtConfig {
 }
 
 /// Default of [`JwtConfig::max_lifetime`]: one day.
+/// The upper bound of `TOKEN_MAX_LIFETIME_SECS`, and so of how long any
+/// revocation needs keeping: a year.
+pub const LONGEST_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Default of [`JwtConfig::leeway`]: none. The JWT library's own default
 /// (60 s) let a token that had just expired pass the check before a

@@ -6,9 +6,11 @@ pub mod pool;
 pub mod publisher;
 pub mod replay;
 pub mod revocation;
+pub mod token_gate;
 
 pub use pool::{build_pool, ping, BusError, RedisPool};
 pub use publisher::{
     publish_now, PublishStats, PublishedBatches, Publisher, QueueLimits, MAX_PIPELINE,
 };
 pub use revocation::Revoked;
+pub use token_gate::{TokenGate, TokenRefusal};

@@ -22,6 +22,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use notify_protocol::{ChannelNames, Event};
+
 use crate::RedisPool;
 
 /// Most events sent in one pipeline: large enough to amortise the round
@@ -120,6 +122,12 @@ impl Publisher {
     /// Queues one event for `channel`. Never waits.
     pub fn publish(&self, channel: String, payload: String) {
         self.queue(vec![(channel, payload)], None);
+    }
+
+    /// Queues `event` for every connection of `user`; call only after the
+    /// change it describes is committed.
+    pub fn publish_to_user(&self, channels: &ChannelNames, user: &str, event: &Event) {
+        self.publish(channels.user(user), event.to_frame());
     }
 
     /// Queues every event of outbox batch `batch` as one unit; false when

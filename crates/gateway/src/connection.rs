@@ -20,7 +20,9 @@ use crate::budget::FrameBudget;
 use crate::catchup::{catch_up, retry_catch_up, Catchup, Retry};
 use crate::config::Limits;
 use crate::handshake::{authenticate, await_subscription, greeting};
-use crate::node::{Node, OpenSocket, Refusal};
+use notify_bus::TokenRefusal;
+
+use crate::node::{Node, OpenSocket};
 use crate::registry::Registration;
 use crate::requests::{handle, Reply, Token};
 use crate::seen::Seen;
@@ -265,15 +267,23 @@ async fn flush(
                 ))
             }
             Next::Close(CloseSignal::Revoked) => {
-                return Err(End::Close(CloseCode::Policy, Refusal::Revoked.message()))
+                return Err(End::Close(
+                    CloseCode::Policy,
+                    TokenRefusal::Revoked.message(),
+                ))
             }
             Next::Resync(since) => {
                 // A revocation may have been announced while the bus was
                 // away.
                 let token = &who.token;
-                let check = node.check_revoked(who.user, token.id.as_deref(), token.issued);
-                if Box::pin(check).await == Err(Refusal::Revoked) {
-                    return Err(End::Close(CloseCode::Policy, Refusal::Revoked.message()));
+                let check = node
+                    .gate
+                    .check_revoked(who.user, token.id.as_deref(), token.issued);
+                if Box::pin(check).await == Err(TokenRefusal::Revoked) {
+                    return Err(End::Close(
+                        CloseCode::Policy,
+                        TokenRefusal::Revoked.message(),
+                    ));
                 }
                 let catchup = Catchup::Since(since.max(who.connected_at));
                 Box::pin(catch_up(node, who, catchup, state, session)).await?;
@@ -295,7 +305,7 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 /// same leeway as at connect, so a token is never accepted at the upgrade
 /// and then closed at once.
 fn deadline(exp: u64, node: &Node) -> tokio::time::Instant {
-    let until = exp.saturating_add(node.jwt.leeway().as_secs());
+    let until = exp.saturating_add(node.gate.jwt().leeway().as_secs());
     tokio::time::Instant::now() + Duration::from_secs(until.saturating_sub(notify_auth::unix_now()))
 }
 

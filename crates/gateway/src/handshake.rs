@@ -70,7 +70,7 @@ pub(crate) async fn authenticate(
         match message {
             Some(Ok(AggregatedMessage::Text(text))) => {
                 return match ClientFrame::parse(&text) {
-                    Ok(ClientFrame::Auth { token }) => match node.authorize(&token).await {
+                    Ok(ClientFrame::Auth { token }) => match node.gate.admit(&token).await {
                         Ok(claims) => Ok(claims),
                         Err(refusal) => Err(End::Close(CloseCode::Policy, refusal.message())),
                     },

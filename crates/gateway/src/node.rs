@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use governor::DefaultKeyedRateLimiter;
-use notify_auth::{AuthError, Claims, JwtVerifier};
-use notify_bus::{revocation, Publisher, RedisPool};
+use notify_bus::{Publisher, TokenGate};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::Counters;
 use notify_store::DbPool;
@@ -23,10 +22,9 @@ use crate::subscriber::SubscriberStatus;
 pub struct Node {
     pub id: String,
     pub registry: Arc<Registry>,
-    pub jwt: JwtVerifier,
+    /// Verifies tokens and checks them against revocations.
+    pub gate: TokenGate,
     pub db: DbPool,
-    /// Pooled connections for revocation checks (never the subscriber's).
-    pub redis: RedisPool,
     pub publisher: Publisher,
     pub channels: ChannelNames,
     pub limits: Limits,
@@ -70,55 +68,8 @@ impl Drop for OpenSocket {
     }
 }
 
-/// Why a token was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Expired,
-    Invalid,
-    Revoked,
-}
-
-impl Refusal {
-    pub fn message(self) -> &'static str {
-        match self {
-            Refusal::Expired => "token expired",
-            Refusal::Invalid => "invalid token",
-            Refusal::Revoked => "token revoked",
-        }
-    }
-}
-
 impl Node {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
-    }
-
-    /// Verifies a token and checks that it was not revoked.
-    pub async fn authorize(&self, token: &str) -> Result<Claims, Refusal> {
-        let claims = self.jwt.verify(token).await.map_err(|e| match e {
-            AuthError::Expired => Refusal::Expired,
-            AuthError::Invalid => Refusal::Invalid,
-        })?;
-        self.check_revoked(&claims.sub, claims.jti.as_deref(), claims.iat)
-            .await?;
-        Ok(claims)
-    }
-
-    /// Redis being away does not lock everyone out: the token's signature
-    /// and expiry were checked, and no revocation can be recorded meanwhile.
-    pub(crate) async fn check_revoked(
-        &self,
-        user: &str,
-        jti: Option<&str>,
-        iat: Option<u64>,
-    ) -> Result<(), Refusal> {
-        match revocation::check(&self.redis, &self.channels, user, jti, iat).await {
-            Ok(None) => Ok(()),
-            Ok(Some(_)) => Err(Refusal::Revoked),
-            Err(error) => {
-                tracing::warn!(%error, "could not check token revocations");
-                Ok(())
-            }
-        }
     }
 }

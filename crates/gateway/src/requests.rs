@@ -2,8 +2,7 @@
 //! token refreshes, pings and resume requests.
 
 use notify_auth::Claims;
-use notify_bus::Publisher;
-use notify_protocol::{ChannelNames, ClientFrame, Event, FrameError, ServerFrame};
+use notify_protocol::{ClientFrame, Event, FrameError, ServerFrame};
 use notify_store::Notification;
 
 use crate::connection::Who;
@@ -48,7 +47,7 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             Reply::Refused(FrameError::Invalid("already authenticated".into()))
         }
         ClientFrame::Resume { after } => Reply::Resume(after),
-        ClientFrame::Refresh { token } => match node.authorize(&token).await {
+        ClientFrame::Refresh { token } => match node.gate.admit(&token).await {
             Ok(claims) if claims.sub == user => Reply::Refreshed(Token::from(claims)),
             Ok(_) => Reply::Refused(FrameError::Invalid("the token is for another user".into())),
             Err(refusal) => Reply::Refused(FrameError::Invalid(refusal.message().into())),
@@ -79,7 +78,8 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             match changed {
                 Ok(ids) if ids.is_empty() => Reply::Nothing,
                 Ok(ids) => {
-                    publish(&node.publisher, &node.channels, user, &Event::Read { ids });
+                    node.publisher
+                        .publish_to_user(&node.channels, user, &Event::Read { ids });
                     Reply::Nothing
                 }
                 Err(error) => Reply::Text(storage_error(&error)),
@@ -97,12 +97,8 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             };
             match result {
                 Ok((updated, Some(up_to))) if updated > 0 => {
-                    publish(
-                        &node.publisher,
-                        &node.channels,
-                        user,
-                        &Event::ReadAll { up_to },
-                    );
+                    node.publisher
+                        .publish_to_user(&node.channels, user, &Event::ReadAll { up_to });
                     Reply::Nothing
                 }
                 Ok(_) => Reply::Nothing,
@@ -110,10 +106,6 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             }
         }
     }
-}
-
-fn publish(publisher: &Publisher, channels: &ChannelNames, user: &str, event: &Event) {
-    publisher.publish(channels.user(user), event.to_frame());
 }
 
 fn storage_error(error: &notify_store::StoreError) -> String {

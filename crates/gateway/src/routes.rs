@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::connection;
-use crate::node::{Node, OpenSocket, Refusal};
+use notify_bus::TokenRefusal;
+
+use crate::node::{Node, OpenSocket};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
@@ -102,7 +104,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         .or(query.token);
     let claims = match token {
         None => None,
-        Some(token) => match node.authorize(&token).await {
+        Some(token) => match node.gate.admit(&token).await {
             Ok(claims) => Some(claims),
             Err(refusal) => return refused(refusal),
         },
@@ -131,13 +133,8 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
     response
 }
 
-fn refused(refusal: Refusal) -> HttpResponse {
-    let message = refusal.message();
-    match refusal {
-        Refusal::Expired => unauthorized("token_expired", message),
-        Refusal::Invalid => unauthorized("invalid_token", message),
-        Refusal::Revoked => unauthorized("token_revoked", message),
-    }
+fn refused(refusal: TokenRefusal) -> HttpResponse {
+    unauthorized(refusal.code(), refusal.message())
 }
 
 fn unauthorized(code: &'static str, message: &str) -> HttpResponse {
@@ -148,8 +145,6 @@ fn unauthorized(code: &'static str, message: &str) -> HttpResponse {
     );
     response
 }
-
-
 
 /// Ready while the Redis subscriber is connected and the node is not
 /// draining.
@@ -229,4 +224,3 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4")
         .body(body)
 }
-

@@ -19,7 +19,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
-use notify_bus::{Publisher, QueueLimits};
+use notify_bus::{Publisher, QueueLimits, TokenGate};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
@@ -95,9 +95,8 @@ impl Application {
         let node = Arc::new(Node {
             id: node_id,
             registry,
-            jwt,
+            gate: TokenGate::new(jwt, redis, channels.clone()),
             db,
-            redis,
             publisher,
             channels,
             limits: config.limits.clone(),

@@ -28,7 +28,11 @@ pub fn security_headers() -> DefaultHeaders {
 
 /// A refusal as both services answer it: `{"error":{"code","message"}}`,
 /// marked so that the refusal is counted under its code.
-pub fn refusal(mut response: HttpResponseBuilder, code: &'static str, message: &str) -> HttpResponse {
+pub fn refusal(
+    mut response: HttpResponseBuilder,
+    code: &'static str,
+    message: &str,
+) -> HttpResponse {
     let response = response.json(json!({"error": {"code": code, "message": message}}));
     crate::refusals::mark(response, code)
 }

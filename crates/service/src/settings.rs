@@ -34,8 +34,6 @@ where
         .transpose()
 }
 
-/// Longest `TOKEN_MAX_LIFETIME_SECS`: a year.
-const MAX_TOKEN_LIFETIME_SECS: u64 = 366 * 24 * 3600;
 /// Largest `JWT_LEEWAY_SECS`: clocks further apart need fixing, not leeway.
 const MAX_JWT_LEEWAY_SECS: u64 = 300;
 
@@ -92,8 +90,8 @@ pub fn jwt_config() -> anyhow::Result<JwtConfig> {
         _ => bail!("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS"),
     };
     let max_lifetime = parsed("TOKEN_MAX_LIFETIME_SECS")?.unwrap_or(86_400);
-    if !(60..=MAX_TOKEN_LIFETIME_SECS).contains(&max_lifetime) {
-        bail!("TOKEN_MAX_LIFETIME_SECS must be 60 to {MAX_TOKEN_LIFETIME_SECS} seconds");
+    if !(60..=notify_auth::jwt::LONGEST_LIFETIME_SECS).contains(&max_lifetime) {
+        bail!("TOKEN_MAX_LIFETIME_SECS must be 60 to {notify_auth::jwt::LONGEST_LIFETIME_SECS} seconds");
     }
     let leeway = parsed("JWT_LEEWAY_SECS")?.unwrap_or(0);
     if leeway > MAX_JWT_LEEWAY_SECS {

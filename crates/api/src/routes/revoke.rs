@@ -5,7 +5,7 @@
 //! have expired anyway.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use notify_auth::jwt::valid_user_id;
+use notify_auth::jwt::{valid_user_id, LONGEST_LIFETIME_SECS};
 use notify_bus::revocation;
 use serde::Deserialize;
 use serde_json::json;
@@ -16,8 +16,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const MAX_JTI_CHARS: usize = 255;
-/// Longest a token revocation is kept, whatever `exp` it names.
-const MAX_REVOCATION_SECS: u64 = 366 * 24 * 3600;
 
 pub async fn disconnect_user(
     req: HttpRequest,
@@ -32,7 +30,7 @@ pub async fn disconnect_user(
         ));
     }
     let now = crate::unix_now();
-    let ttl = state.jwt.user_revocation_ttl().as_secs();
+    let ttl = state.gate.jwt().user_revocation_ttl().as_secs();
     revocation::disconnect_user(&state.redis, &state.channels, &user, now, ttl)
         .await
         .map_err(redis_unavailable)?;
@@ -63,10 +61,11 @@ pub async fn revoke_token(
     }
     let now = crate::unix_now();
     let ttl = state
-        .jwt
+        .gate
+        .jwt()
         .token_revocation_ttl(request.exp, now)
         .as_secs()
-        .min(MAX_REVOCATION_SECS);
+        .min(LONGEST_LIFETIME_SECS);
     revocation::revoke_token(&state.redis, &state.channels, &jti, ttl)
         .await
         .map_err(redis_unavailable)?;
