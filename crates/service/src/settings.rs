@@ -2,6 +2,7 @@
 //! so both name, default and refuse settings the same way.
 
 use anyhow::{bail, Context};
+use notify_auth::jwt::LONGEST_LIFETIME_SECS;
 
 use std::time::Duration;
 
@@ -90,8 +91,8 @@ pub fn jwt_config() -> anyhow::Result<JwtConfig> {
         _ => bail!("set only one of JWT_SECRET, JWT_PUBLIC_KEY_FILE and JWT_JWKS"),
     };
     let max_lifetime = parsed("TOKEN_MAX_LIFETIME_SECS")?.unwrap_or(86_400);
-    if !(60..=notify_auth::jwt::LONGEST_LIFETIME_SECS).contains(&max_lifetime) {
-        bail!("TOKEN_MAX_LIFETIME_SECS must be 60 to {notify_auth::jwt::LONGEST_LIFETIME_SECS} seconds");
+    if !(60..=LONGEST_LIFETIME_SECS).contains(&max_lifetime) {
+        bail!("TOKEN_MAX_LIFETIME_SECS must be 60 to {LONGEST_LIFETIME_SECS} seconds");
     }
     let leeway = parsed("JWT_LEEWAY_SECS")?.unwrap_or(0);
     if leeway > MAX_JWT_LEEWAY_SECS {
