@@ -4,7 +4,7 @@
 
 use actix_web::ResponseError;
 use libfuzzer_sys::fuzz_target;
-use notify_api::routes::send::{check_send_body, check_webhook_body};
+use notify_api::validation::{check_send_body, check_webhook_body};
 
 fuzz_target!(|data: &[u8]| {
     for result in [check_send_body(data), check_webhook_body(data)] {

@@ -13,6 +13,7 @@ pub mod signed;
 pub mod startup;
 pub mod state;
 pub mod sweeper;
+pub mod validation;
 
 pub use config::Config;
 pub use startup::Application;
