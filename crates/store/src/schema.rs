@@ -14,7 +14,6 @@ diesel::table! {
         metadata -> Nullable<Text>,
         created_at -> Datetime,
         read_at -> Nullable<Datetime>,
-        seen_at -> Nullable<Datetime>,
         delivered_at -> Nullable<Datetime>,
         source -> Nullable<Varchar>,
         idempotency_key -> Nullable<Varchar>,
