@@ -23,7 +23,8 @@ async fn run() -> anyhow::Result<()> {
         None | Some("serve") => {
             let app = Application::build(Config::from_env()?).await?;
             tracing::info!(port = app.port(), "api listening");
-            app.run_until_stopped().await
+            app.run_until_stopped(notify_service::shutdown::signal())
+                .await
         }
         Some("healthcheck") => {
             let addr = settings::parsed("API_ADDR")?

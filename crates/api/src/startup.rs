@@ -3,6 +3,7 @@
 //! [`Application::build`] binds its own listener, so tests pass port 0 and
 //! read back the port the OS chose.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -37,11 +38,19 @@ const PUBLISH_QUEUE: QueueLimits = QueueLimits {
     bytes: 64 << 20,
 };
 
+/// Longest wait at exit for queued events to reach Redis.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Application {
     port: u16,
     server: Server,
-    publisher: JoinHandle<()>,
-    /// Periodic tasks that end with the server.
+    /// Closed at exit, so that it publishes what is queued and ends.
+    publisher: Publisher,
+    publisher_task: JoinHandle<()>,
+    /// Deletes the outbox rows of what the publisher reports published; ends
+    /// after the publisher.
+    forget_published: JoinHandle<()>,
+    /// Periodic tasks (sweep, housekeeping), stopped once the server is.
     background: Vec<JoinHandle<()>>,
 }
 
@@ -71,8 +80,9 @@ impl Application {
         let (published_tx, published_rx) = tokio::sync::mpsc::channel(1024);
         let (publisher, publisher_task) =
             Publisher::start_reporting(redis.clone(), PUBLISH_QUEUE, Some(published_tx));
+        let publisher_handle = publisher.clone();
         let channels = ChannelNames::new(config.channel_prefix.clone());
-        tokio::spawn(sweeper::forget_published(db.clone(), published_rx));
+        let forget_published = tokio::spawn(sweeper::forget_published(db.clone(), published_rx));
         let sweeper = tokio::spawn(sweeper::sweep(
             db.clone(),
             redis.clone(),
@@ -153,6 +163,8 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .client_request_timeout(notify_service::http::REQUEST_HEAD_TIMEOUT)
+        // Shutdown is ours to run (see `run_until_stopped`).
+        .disable_signals()
         .shutdown_timeout(10);
         if let Some(workers) = config.workers {
             server = server.workers(workers);
@@ -161,7 +173,9 @@ impl Application {
         Ok(Self {
             port,
             server,
-            publisher: publisher_task,
+            publisher: publisher_handle,
+            publisher_task,
+            forget_published,
             background: vec![sweeper, pruner],
         })
     }
@@ -170,22 +184,34 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM or a handle), then
-    /// gives queued events a moment to reach Redis.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
-        for task in &self.background {
+    /// Serves until `shutdown` resolves, then stops taking requests, lets
+    /// the ones in flight finish (their rows committed by the batcher), stops
+    /// the periodic tasks, and publishes what is queued before returning.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            _ = shutdown => {
+                tracing::info!("stopping");
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        for task in self.background {
             task.abort();
+            let _ = task.await;
         }
-        // The workers dropped their publishers with the app state, so the
-        // publishing task ends once the queue is drained.
-        if tokio::time::timeout(Duration::from_secs(5), self.publisher)
-            .await
-            .is_err()
-        {
+        self.publisher.close();
+        let flushed = async {
+            let _ = self.publisher_task.await;
+            let _ = self.forget_published.await;
+        };
+        if tokio::time::timeout(FLUSH_TIMEOUT, flushed).await.is_err() {
             tracing::warn!("gave up waiting for queued events to be published");
         }
-        Ok(())
+        tracing::info!("stopped");
+        Ok(served??)
     }
 }
 

@@ -26,21 +26,6 @@ async fn run() -> anyhow::Result<()> {
     }
     let app = Application::build(Config::from_env()?).await?;
     tracing::info!(port = app.port(), node = app.node_id(), "gateway listening");
-    app.run_until_stopped(shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    app.run_until_stopped(notify_service::shutdown::signal())
+        .await
 }

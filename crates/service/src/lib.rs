@@ -6,4 +6,5 @@ pub mod healthcheck;
 pub mod http;
 pub mod refusals;
 pub mod settings;
+pub mod shutdown;
 pub mod telemetry;

@@ -82,7 +82,7 @@ impl TestApp {
         adjust(&mut config);
         let app = Application::build(config).await.expect("build app");
         let addr = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
         TestApp {
             addr,
             prefix,

@@ -110,7 +110,7 @@ impl Cluster {
         };
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
         Cluster {
             db,
             prefix,
