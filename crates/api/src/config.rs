@@ -69,6 +69,47 @@ pub struct Config {
 }
 
 impl Config {
+    /// A small api for tests and local tools: an ephemeral port, one worker,
+    /// a fast sweep, rate limits out of the way and the credential-failure
+    /// limit at its default. Callers adjust what they exercise.
+    pub fn for_tests(
+        database_url: String,
+        redis_url: String,
+        jwt: JwtConfig,
+        api_keys: ApiKeys,
+        channel_prefix: String,
+    ) -> Config {
+        Config {
+            database_url,
+            redis_url,
+            jwt,
+            api_keys,
+            webhook_secrets: WebhookSecrets::default(),
+            cors_origins: Vec::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: Some(1),
+            database_pool_size: 4,
+            write_concurrency: 2,
+            sweep_every: Duration::from_millis(200),
+            sweep_min_age: Duration::from_secs(1),
+            redis_pool_size: 2,
+            channel_prefix,
+            per_key: Rate {
+                per_second: 100_000,
+                burst: 100_000,
+            },
+            per_user: Rate {
+                per_second: 1000,
+                burst: 1000,
+            },
+            credential_failures: FailureRate {
+                per_minute: 10,
+                burst: 20,
+            },
+            trusted_proxies: notify_service::client::default_trusted_proxies(),
+        }
+    }
+
     pub fn from_env() -> anyhow::Result<Self> {
         let api_keys = api_keys(&optional("WEBHOOK_API_KEYS").unwrap_or_default())?;
         let webhook_secrets =

@@ -47,38 +47,17 @@ impl TestApp {
     pub async fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestApp {
         notify_service::telemetry::init();
         let prefix = format!("{}:", notify_testkit::unique("t"));
-        let mut config = Config {
-            database_url: db.url.clone(),
-            redis_url: redis_url(),
-            jwt: JwtConfig::hs256(JWT_SECRET),
-            api_keys: ApiKeys::parse(&format!("{API_KEY},{SECOND_API_KEY}")),
-            webhook_secrets: WebhookSecrets::parse(&format!(
-                "billing={SIGNING_SECRET},billing={ROTATED_SECRET},crm={CRM_SECRET}"
-            ))
-            .unwrap(),
-            cors_origins: Vec::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            workers: Some(1),
-            database_pool_size: 4,
-            write_concurrency: 2,
-            sweep_every: std::time::Duration::from_millis(200),
-            sweep_min_age: std::time::Duration::from_secs(1),
-            redis_pool_size: 2,
-            channel_prefix: prefix.clone(),
-            per_key: notify_api::limits::Rate {
-                per_second: 100_000,
-                burst: 100_000,
-            },
-            per_user: notify_api::limits::Rate {
-                per_second: 1000,
-                burst: 1000,
-            },
-            credential_failures: notify_api::limits::FailureRate {
-                per_minute: 10,
-                burst: 20,
-            },
-            trusted_proxies: notify_service::client::default_trusted_proxies(),
-        };
+        let mut config = Config::for_tests(
+            db.url.clone(),
+            redis_url(),
+            JwtConfig::hs256(JWT_SECRET),
+            ApiKeys::parse(&format!("{API_KEY},{SECOND_API_KEY}")),
+            prefix.clone(),
+        );
+        config.webhook_secrets = WebhookSecrets::parse(&format!(
+            "billing={SIGNING_SECRET},billing={ROTATED_SECRET},crm={CRM_SECRET}"
+        ))
+        .unwrap();
         adjust(&mut config);
         let app = Application::build(config).await.expect("build app");
         let addr = format!("http://127.0.0.1:{}", app.port());

@@ -79,35 +79,13 @@ impl Cluster {
         notify_service::telemetry::init();
         let db = TestDb::create().await;
         let prefix = format!("{}:", unique("g"));
-        let config = notify_api::Config {
-            database_url: api_database(&db.url),
-            redis_url: redis_url.clone(),
-            jwt: jwt(),
-            api_keys: ApiKeys::parse(API_KEY),
-            webhook_secrets: Default::default(),
-            cors_origins: Vec::new(),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            workers: Some(1),
-            database_pool_size: 4,
-            write_concurrency: 2,
-            sweep_every: std::time::Duration::from_millis(200),
-            sweep_min_age: std::time::Duration::from_secs(1),
-            redis_pool_size: 2,
-            channel_prefix: prefix.clone(),
-            per_key: notify_api::limits::Rate {
-                per_second: 100_000,
-                burst: 100_000,
-            },
-            per_user: notify_api::limits::Rate {
-                per_second: 1000,
-                burst: 1000,
-            },
-            credential_failures: notify_api::limits::FailureRate {
-                per_minute: 10,
-                burst: 20,
-            },
-            trusted_proxies: notify_service::client::default_trusted_proxies(),
-        };
+        let config = notify_api::Config::for_tests(
+            api_database(&db.url),
+            redis_url.clone(),
+            jwt(),
+            ApiKeys::parse(API_KEY),
+            prefix.clone(),
+        );
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
