@@ -37,7 +37,9 @@ pub(crate) struct Retry {
     after: Option<u64>,
     since: Option<NaiveDateTime>,
     attempts: u32,
-    pub(crate) at: tokio::time::Instant,
+    /// When to try again; boxed with the rest, so a connection that never
+    /// retries carries no timer.
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Retry {
@@ -46,7 +48,7 @@ impl Retry {
             after: None,
             since: None,
             attempts: 0,
-            at: tokio::time::Instant::now(),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
         }
     }
 
@@ -73,7 +75,9 @@ impl Retry {
     /// The next try, later after each failure.
     fn schedule(&mut self) {
         let wait = CATCHUP_RETRY * 2u32.saturating_pow(self.attempts.min(5));
-        self.at = tokio::time::Instant::now() + wait;
+        self.sleep
+            .as_mut()
+            .reset(tokio::time::Instant::now() + wait);
     }
 }
 
@@ -95,6 +99,15 @@ pub(crate) async fn catch_up(
             retry.schedule();
             Ok(())
         }
+    }
+}
+
+/// Resolves when a failed catch-up is due to be tried again; never when
+/// none waits.
+pub(crate) async fn retry_due(retry: &mut Option<Box<Retry>>) {
+    match retry {
+        Some(retry) => retry.sleep.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

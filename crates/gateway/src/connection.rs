@@ -17,7 +17,7 @@ use notify_protocol::frame::notification_id;
 use notify_protocol::{ClientFrame, FrameError, ServerFrame};
 
 use crate::budget::FrameBudget;
-use crate::catchup::{catch_up, retry_catch_up, Catchup, Retry};
+use crate::catchup::{catch_up, retry_catch_up, retry_due, Catchup, Retry};
 use crate::config::Limits;
 use crate::handshake::{authenticate, await_subscription, greeting};
 use notify_bus::TokenRefusal;
@@ -138,10 +138,9 @@ async fn serve(
         if let Err(end) = flush(node, &who, queue, session, state).await {
             return end;
         }
-        let retry_at = state.retry.as_ref().map(|r| r.at);
         tokio::select! {
             _ = queue.changed() => {}
-            _ = sleep_until_some(retry_at) => {
+            _ = retry_due(&mut state.retry) => {
                 if let Some(retry) = state.retry.take() {
                     if let Err(end) = Box::pin(retry_catch_up(node, &who, *retry, state, session)).await {
                         return end;
@@ -290,14 +289,6 @@ async fn flush(
             }
             Next::Idle => return Ok(()),
         }
-    }
-}
-
-/// Resolves at `at`, or never.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

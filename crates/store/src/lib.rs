@@ -4,6 +4,7 @@
 //! changes. Queries live next to the model they return, as
 //! `impl Model { async fn ...(conn) }`.
 
+pub mod delivery;
 pub mod error;
 pub mod idempotency;
 pub mod migrate;
@@ -12,9 +13,10 @@ pub mod pool;
 pub mod schema;
 pub mod unpublished;
 
+pub use delivery::DeliveryState;
 pub use error::StoreError;
 pub use idempotency::{Claim, IdempotencyKey};
-pub use notification::{DeliveryState, NewNotification, Notification, ReadOutcome, StatementLimit};
+pub use notification::{NewNotification, Notification, ReadOutcome, StatementLimit};
 pub use pool::{build_pool, DbConn, DbPool};
 pub use unpublished::UnpublishedBatch;
 
