@@ -115,7 +115,6 @@ impl Application {
             channels,
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
-            token_max_lifetime: config.jwt.max_lifetime,
             limits: RateLimits::new(config.per_key, config.per_user, config.credential_failures),
             trusted_proxies: config.trusted_proxies.clone(),
             refusals: Default::default(),

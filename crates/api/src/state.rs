@@ -23,7 +23,6 @@ pub struct AppState {
     pub gate: TokenGate,
     pub api_keys: ApiKeys,
     pub webhook_secrets: WebhookSecrets,
-    pub token_max_lifetime: std::time::Duration,
     pub limits: RateLimits,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
