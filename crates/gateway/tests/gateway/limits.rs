@@ -9,28 +9,14 @@ use crate::helpers::*;
 #[actix_web::test]
 async fn a_frame_flood_is_warned_then_closed_and_others_keep_receiving() {
     let cluster = Cluster::start().await;
-    let g = cluster
-        .gateway_with(|c| {
-            c.limits.frame_rate = 1;
-            c.limits.frame_burst = 5;
-        })
-        .await;
+    let g = tight_frame_budget(&cluster).await;
     let (mut flood, _) = g.connect("flo").await;
     let (mut calm, _) = g.connect("cal").await;
     for _ in 0..20 {
         flood.send(r#"{"type":"ping"}"#).await;
     }
-    let mut pongs = 0;
-    let mut warned = 0;
-    let close = loop {
-        match flood.next().await {
-            Received::Text(frame) if frame["type"] == "pong" => pongs += 1,
-            Received::Text(frame) if frame["code"] == "rate_limited" => warned += 1,
-            other => break other,
-        }
-    };
-    assert_eq!(pongs, 5);
-    assert_eq!(warned, 1);
+    let (pongs, warned, close) = answers_until_closed(&mut flood).await;
+    assert_eq!((pongs, warned), (5, 1));
     assert_eq!(close, Received::Close(Some(1008), "too many frames".into()));
     let ids = cluster.notify(&["cal"], "unaffected").await;
     assert_eq!(calm.notification_id().await, ids[0]);
@@ -157,26 +143,13 @@ async fn a_client_trickling_its_headers_is_dropped_while_others_receive() {
 async fn protocol_pings_spend_the_frame_budget() {
     use awc::ws::Message;
     let cluster = Cluster::start().await;
-    let g = cluster
-        .gateway_with(|c| {
-            c.limits.frame_rate = 1;
-            c.limits.frame_burst = 5;
-        })
-        .await;
+    let g = tight_frame_budget(&cluster).await;
 
     let (mut pinger, _) = g.connect("pinger").await;
     for _ in 0..20 {
         pinger.send_message(Message::Ping("x".into())).await;
     }
-    let mut pongs = 0;
-    let mut warned = 0;
-    let close = loop {
-        match pinger.next().await {
-            Received::Pong(_) => pongs += 1,
-            Received::Text(frame) if frame["code"] == "rate_limited" => warned += 1,
-            other => break other,
-        }
-    };
+    let (pongs, warned, close) = answers_until_closed(&mut pinger).await;
     assert_eq!((pongs, warned), (5, 1));
     assert_eq!(close, Received::Close(Some(1008), "too many frames".into()));
 
@@ -248,4 +221,28 @@ async fn one_user_cannot_take_the_nodes_mysql_pool() {
         .execute(&mut lock)
         .await
         .unwrap();
+}
+
+/// A node allowing one frame a second after a burst of five.
+async fn tight_frame_budget(cluster: &Cluster) -> Gateway {
+    cluster
+        .gateway_with(|c| {
+            c.limits.frame_rate = 1;
+            c.limits.frame_burst = 5;
+        })
+        .await
+}
+
+/// Reads until the node stops answering: the pongs (protocol or `pong`
+/// frames) and `rate_limited` warnings received, and what ended it.
+async fn answers_until_closed(client: &mut WsClient) -> (usize, usize, Received) {
+    let (mut pongs, mut warned) = (0, 0);
+    loop {
+        match client.next().await {
+            Received::Pong(_) => pongs += 1,
+            Received::Text(frame) if frame["type"] == "pong" => pongs += 1,
+            Received::Text(frame) if frame["code"] == "rate_limited" => warned += 1,
+            other => return (pongs, warned, other),
+        }
+    }
 }
