@@ -83,29 +83,49 @@ pub enum Reply {
 impl Submission {
     /// Its rows, one per recipient, as they are inserted.
     fn rows(&self, created_at: chrono::NaiveDateTime) -> impl Iterator<Item = NewNotification<'_>> {
-        self.recipients
-            .iter()
-            .enumerate()
-            .map(move |(i, user_id)| NewNotification {
-                user_id,
-                kind: &self.kind,
-                title: &self.title,
-                message: &self.message,
-                link: self.link.as_deref(),
-                metadata: self.metadata.as_deref(),
-                created_at,
-                source: Some(&self.source),
-                idempotency_key: self
-                    .idempotency_key
-                    .as_ref()
-                    .map(|key| format!("{key}#{i}")),
-            })
+        self.recipients.iter().enumerate().map(move |(i, user_id)| {
+            let key = self
+                .idempotency_key
+                .as_ref()
+                .map(|key| format!("{key}#{i}"));
+            self.row(user_id, created_at, key)
+        })
+    }
+
+    fn row<'a>(
+        &'a self,
+        user_id: &'a str,
+        created_at: chrono::NaiveDateTime,
+        idempotency_key: Option<String>,
+    ) -> NewNotification<'a> {
+        NewNotification {
+            user_id,
+            kind: &self.kind,
+            title: &self.title,
+            message: &self.message,
+            link: self.link.as_deref(),
+            metadata: self.metadata.as_deref(),
+            created_at,
+            source: Some(&self.source),
+            idempotency_key,
+        }
     }
 
     /// What its rows add to an INSERT, at most.
+    /// Counted without formatting the per-row idempotency keys: this runs
+    /// for every request as it arrives.
     fn estimated_bytes(&self) -> usize {
-        self.rows(chrono::NaiveDateTime::default())
-            .map(|row| row.estimated_bytes())
+        let at = chrono::NaiveDateTime::default();
+        let key_bytes = |i: usize| {
+            let digits = i.checked_ilog10().map_or(1, |d| d as usize + 1);
+            self.idempotency_key
+                .as_ref()
+                .map_or(0, |key| key.len() + 1 + digits)
+        };
+        self.recipients
+            .iter()
+            .enumerate()
+            .map(|(i, user_id)| self.row(user_id, at, None).estimated_bytes() + key_bytes(i))
             .sum()
     }
 }
@@ -338,5 +358,32 @@ impl Flusher {
             })
             .collect();
         self.publisher.publish_batch(batch, events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimate_counts_the_rows_as_inserted() {
+        for key in [None, Some("order-7".to_owned())] {
+            let submission = Submission {
+                recipients: (0..120).map(|i| format!("user-{i}")).collect(),
+                kind: "comment".into(),
+                title: "t".into(),
+                message: "m".repeat(300),
+                link: Some("https://example.com".into()),
+                metadata: Some(r#"{"a":1}"#.into()),
+                source: "key:1".into(),
+                idempotency_key: key,
+                reply: Reply::Ids,
+            };
+            let inserted: usize = submission
+                .rows(chrono::NaiveDateTime::default())
+                .map(|row| row.estimated_bytes())
+                .sum();
+            assert_eq!(submission.estimated_bytes(), inserted);
+        }
     }
 }

@@ -23,14 +23,7 @@ async fn a_disconnected_user_s_earlier_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let old = token_with("ann", &unique("jti"), now_secs() - 5);
     assert_eq!(app.feed_with(&old).await.status, StatusCode::OK);
-    let reply = app
-        .request(
-            "POST",
-            "/v1/users/ann/disconnect",
-            &[("x-api-key", API_KEY)],
-            None,
-        )
-        .await;
+    let reply = disconnect(&app, "ann").await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["user_id"], "ann");
     let refused = app.feed_with(&old).await;
@@ -84,14 +77,7 @@ async fn revocations_are_kept_while_the_tokens_they_refuse_are_accepted() {
     // The longest-lived token accepted now expires max_lifetime + leeway
     // from now and is accepted until leeway after that.
     let accepted_ms = ((max_lifetime + 2 * leeway) * 1000) as i64;
-    let reply = app
-        .request(
-            "POST",
-            "/v1/users/ann/disconnect",
-            &[("x-api-key", API_KEY)],
-            None,
-        )
-        .await;
+    let reply = disconnect(&app, "ann").await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     let kept_ms = pttl(&format!("{}revoked:user:ann", app.prefix)).await;
     assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
@@ -118,4 +104,11 @@ async fn revocations_are_kept_while_the_tokens_they_refuse_are_accepted() {
     let kept_ms = pttl(&format!("{}revoked:jti:{jti}", app.prefix)).await;
     let until_ms = ((exp + leeway - now_secs()) * 1000) as i64;
     assert!(kept_ms > until_ms, "{kept_ms} <= {until_ms}");
+}
+
+/// `POST /v1/users/{user}/disconnect` with the test API key.
+async fn disconnect(app: &TestApp, user: &str) -> Reply {
+    let path = format!("/v1/users/{user}/disconnect");
+    app.request("POST", &path, &[("x-api-key", API_KEY)], None)
+        .await
 }
