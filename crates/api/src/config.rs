@@ -37,7 +37,12 @@ use anyhow::bail;
 use notify_auth::{ApiKeys, JwtConfig, WebhookSecrets};
 
 use crate::limits::{FailureRate, Rate};
-use notify_service::settings::{jwt_config, optional, parsed, required, trusted_proxies};
+use std::sync::Arc;
+
+use notify_auth::TopicPolicy;
+use notify_service::settings::{
+    jwt_config, optional, parsed, required, topic_policy, trusted_proxies,
+};
 
 /// Shortest API key accepted: a key is a password that any client may
 /// guess at, so it must be long and random.
@@ -66,6 +71,8 @@ pub struct Config {
     pub credential_failures: FailureRate,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Which topics track presence (for listing it).
+    pub topic_policy: Arc<TopicPolicy>,
 }
 
 impl Config {
@@ -107,6 +114,7 @@ impl Config {
                 burst: 20,
             },
             trusted_proxies: notify_service::client::default_trusted_proxies(),
+            topic_policy: Arc::default(),
         }
     }
 
@@ -146,6 +154,7 @@ impl Config {
                 burst: parsed("CREDENTIAL_FAILURE_BURST")?.unwrap_or(20),
             },
             trusted_proxies: trusted_proxies()?,
+            topic_policy: topic_policy()?,
         })
     }
 }

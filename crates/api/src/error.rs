@@ -29,6 +29,10 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("notification ids are positive integers")]
     InvalidId,
+    #[error("a topic is 1 to 128 characters of A-Z a-z 0-9 _ . : -")]
+    InvalidTopic,
+    #[error("presence is not enabled for this topic")]
+    PresenceDisabled,
     #[error("Idempotency-Key must be 1 to 200 visible ASCII characters")]
     InvalidIdempotencyKey,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -81,6 +85,8 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidId => "invalid_id",
+            ApiError::InvalidTopic => "invalid_topic",
+            ApiError::PresenceDisabled => "presence_disabled",
             ApiError::InvalidIdempotencyKey => "invalid_idempotency_key",
             ApiError::IdempotencyInProgress => "idempotency_key_in_progress",
             ApiError::IdempotencyMismatch => "idempotency_key_reused",
@@ -112,6 +118,7 @@ impl ResponseError for ApiError {
             | ApiError::TooManyRecipients(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidId
+            | ApiError::InvalidTopic
             | ApiError::InvalidWebhookId
             | ApiError::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,7 +135,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidSignature(_)
             | ApiError::InvalidWebhookTimestamp => StatusCode::UNAUTHORIZED,
             ApiError::CorsRefused => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::PresenceDisabled => StatusCode::NOT_FOUND,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -40,7 +40,7 @@ async fn run() -> anyhow::Result<()> {
         Some("token") => {
             let user = args
                 .get(1)
-                .context("usage: notify-api token USER [TTL_SECS]")?;
+                .context("usage: notify-api token USER [TTL_SECS [ROLE,ROLE...]]")?;
             let ttl: u64 = match args.get(2) {
                 Some(ttl) => ttl
                     .parse()
@@ -63,6 +63,12 @@ async fn run() -> anyhow::Result<()> {
                 exp: now + ttl,
                 iat: Some(now),
                 jti: Some(format!("{:032x}", rand::random::<u128>())),
+                // Signed under `roles`; a service reading another claim
+                // (JWT_ROLES_CLAIM) sees none.
+                roles: args
+                    .get(3)
+                    .map(|list| list.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
             };
             println!("{}", sign_hs256(secret, &claims)?);
             Ok(())

@@ -112,12 +112,14 @@ impl Application {
             batcher,
             redis,
             publisher,
-            channels,
+            channels: channels.clone(),
             api_keys: config.api_keys.clone(),
             webhook_secrets: config.webhook_secrets.clone(),
             limits: RateLimits::new(config.per_key, config.per_user, config.credential_failures),
             trusted_proxies: config.trusted_proxies.clone(),
             refusals: Default::default(),
+            policy: config.topic_policy.clone(),
+            presence: notify_bus::PresenceStore::new(channels.clone()),
         });
         let pruned = state.clone();
         let pruner = tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! What every request handler shares.
 
-use notify_auth::{ApiKeys, WebhookSecrets};
+use notify_auth::{ApiKeys, TopicPolicy, WebhookSecrets};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,6 +28,9 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpAddr>,
     /// Refused requests by error code, for `/metrics` and the stats log.
     pub refusals: Arc<Counters>,
+    /// Which topics track presence.
+    pub policy: Arc<TopicPolicy>,
+    pub presence: notify_bus::PresenceStore,
 }
 
 impl AppState {

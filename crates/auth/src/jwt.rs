@@ -41,6 +41,62 @@ pub struct Claims {
     /// The token's id, by which it can be revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// What the topic policy grants; read from the claim named by
+    /// [`JwtConfig::roles_claim`] (`roles` when signing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", skip_deserializing)]
+    pub roles: Vec<String>,
+}
+
+/// Most roles one token may carry.
+pub const MAX_ROLES: usize = 32;
+
+/// A token's claims as decoded: the ones every token has, and the rest, of
+/// which only the roles claim is kept.
+#[derive(Deserialize)]
+struct DecodedClaims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DecodedClaims {
+    /// Refuses a roles claim that is not a list of at most [`MAX_ROLES`]
+    /// valid role names: a token whose grants cannot be read is not half
+    /// accepted.
+    fn into_claims(mut self, roles_claim: &str) -> Result<Claims, AuthError> {
+        let roles = match self.other.remove(roles_claim) {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(values)) if values.len() <= MAX_ROLES => {
+                let mut roles = Vec::with_capacity(values.len());
+                for value in values {
+                    match value {
+                        serde_json::Value::String(role)
+                            if notify_protocol::names::valid_role(&role) =>
+                        {
+                            if !roles.contains(&role) {
+                                roles.push(role)
+                            }
+                        }
+                        _ => return Err(AuthError::Invalid),
+                    }
+                }
+                roles
+            }
+            Some(_) => return Err(AuthError::Invalid),
+        };
+        Ok(Claims {
+            sub: self.sub,
+            exp: self.exp,
+            iat: self.iat,
+            jti: self.jti,
+            roles,
+        })
+    }
 }
 
 /// Why a token was refused. Messages stay short on purpose: a client learns
@@ -86,7 +142,12 @@ pub struct JwtConfig {
     /// Clock difference with the token issuer allowed on `exp`, `nbf` and
     /// the maximum lifetime, in whole seconds.
     pub leeway: Duration,
+    /// The claim holding the user's roles (an array of strings).
+    pub roles_claim: String,
 }
+
+/// Default of [`JwtConfig::roles_claim`].
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
 
 /// Default of [`JwtConfig::max_lifetime`]: one day.
 /// The upper bound of `TOKEN_MAX_LIFETIME_SECS`, and so of how long any
@@ -109,6 +170,7 @@ impl JwtConfig {
             accept_any_audience: false,
             max_lifetime: DEFAULT_MAX_LIFETIME,
             leeway: DEFAULT_LEEWAY,
+            roles_claim: DEFAULT_ROLES_CLAIM.to_string(),
         }
     }
 
@@ -160,6 +222,7 @@ pub struct JwtVerifier {
     base: Arc<Validation>,
     max_lifetime: Duration,
     leeway: Duration,
+    roles_claim: Arc<str>,
 }
 
 impl JwtVerifier {
@@ -194,6 +257,7 @@ impl JwtVerifier {
             base: Arc::new(base),
             max_lifetime: config.max_lifetime,
             leeway: Duration::from_secs(config.leeway.as_secs()),
+            roles_claim: Arc::from(config.roles_claim.as_str()),
         })
     }
 
@@ -237,7 +301,7 @@ impl JwtVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = match &*self.keys {
+        let decoded = match &*self.keys {
             Keys::Static { key, validation } => decode_with(token, key, validation)?,
             Keys::Jwks(jwks) => {
                 let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
@@ -253,6 +317,7 @@ impl JwtVerifier {
                 decode_with(token, &key, &with_algorithm(&self.base, algorithm))?
             }
         };
+        let claims = decoded.into_claims(&self.roles_claim)?;
         if !valid_user_id(&claims.sub) {
             return Err(AuthError::Invalid);
         }
@@ -303,8 +368,8 @@ fn decode_with(
     token: &str,
     key: &DecodingKey,
     validation: &Validation,
-) -> Result<Claims, AuthError> {
-    decode::<Claims>(token, key, validation)
+) -> Result<DecodedClaims, AuthError> {
+    decode::<DecodedClaims>(token, key, validation)
         .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -363,6 +428,43 @@ mod tests {
             exp,
             iat: None,
             jti: None,
+            roles: Vec::new(),
+        }
+    }
+
+    #[actix_web::test]
+    async fn roles_come_from_the_configured_claim() {
+        let key = EncodingKey::from_secret(b"secret");
+        let exp = crate::unix_now() + 60;
+        let token = |extra: serde_json::Value| {
+            let mut claims = serde_json::json!({"sub": "ann", "exp": exp});
+            if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+                claims.extend(extra.clone());
+            }
+            sign_with(Algorithm::HS256, None, &key, &claims)
+        };
+        let roles = |t: &str, v: &JwtVerifier| {
+            let v = v.clone();
+            let t = t.to_owned();
+            async move { v.verify(&t).await.map(|c| c.roles) }
+        };
+        let default = verifier();
+        let both = token(serde_json::json!({"roles": ["admin", "ops", "admin"], "groups": ["x"]}));
+        assert_eq!(roles(&both, &default).await, Ok(vec!["admin".into(), "ops".into()]));
+        assert_eq!(roles(&token(serde_json::json!({})), &default).await, Ok(vec![]));
+        let groups = JwtVerifier::new(&JwtConfig {
+            roles_claim: "groups".into(),
+            ..JwtConfig::hs256(b"secret".to_vec())
+        })
+        .unwrap();
+        assert_eq!(roles(&both, &groups).await, Ok(vec!["x".into()]));
+        for bad in [
+            serde_json::json!({"roles": "admin"}),
+            serde_json::json!({"roles": [1]}),
+            serde_json::json!({"roles": ["has space"]}),
+            serde_json::json!({"roles": (0..33).map(|i| format!("r{i}")).collect::<Vec<_>>()}),
+        ] {
+            assert_eq!(roles(&token(bad.clone()), &default).await, Err(AuthError::Invalid), "{bad}");
         }
     }
 

@@ -4,11 +4,13 @@
 pub mod api_key;
 pub mod jwks;
 pub mod jwt;
+pub mod policy;
 pub mod webhook;
 
 pub use api_key::{ApiKeyId, ApiKeys};
 pub use jsonwebtoken::Algorithm;
 pub use jwt::{AuthError, Claims, JwtConfig, JwtKey, JwtVerifier};
+pub use policy::TopicPolicy;
 pub use webhook::{SignatureError, SignedHeaders, WebhookSecrets};
 
 /// The largest difference between two nodes' clocks that what is remembered

@@ -3,12 +3,14 @@
 //! channels of the users they hold).
 
 pub mod pool;
+pub mod presence;
 pub mod publisher;
 pub mod replay;
 pub mod revocation;
 pub mod token_gate;
 
 pub use pool::{build_pool, ping, BusError, RedisPool};
+pub use presence::PresenceStore;
 pub use publisher::{
     publish_now, PublishStats, PublishedBatches, Publisher, QueueLimits, MAX_PIPELINE,
 };

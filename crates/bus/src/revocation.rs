@@ -120,6 +120,7 @@ mod tests {
             exp,
             iat: None,
             jti: None,
+            roles: Vec::new(),
         };
         sign_hs256(SECRET, &claims).unwrap()
     }

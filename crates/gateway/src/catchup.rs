@@ -125,6 +125,7 @@ pub(crate) async fn retry_catch_up(
                 let frame = ServerFrame::Error {
                     code: "unavailable",
                     message: "could not read missed notifications; resume again later",
+                    topic: None,
                 }
                 .to_frame();
                 return write(node, session.text(frame)).await;

@@ -29,13 +29,21 @@
 //! | `GATEWAY_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `4` | MySQL connections per node |
 //! | `REDIS_POOL_SIZE` | `4` | Redis connections to publish read marks and check revocations |
+//! | `TOPIC_POLICY`, `JWT_ROLES_CLAIM` | none (any user may subscribe to any topic, no client may publish), `roles` | as for the api: the topic policy file, and the claim holding a token's roles |
+//! | `MAX_TOPICS_PER_CONNECTION` | `100` | topics one connection may subscribe to |
+//! | `PRESENCE_HEARTBEAT_MS` | `10000` | how often the node refreshes its presence entries; a dead node's disappear within two intervals |
+//! | `PRESENCE_GRACE_MS` | `3000` | how long a user's last connection in a presence topic counts after it leaves, so reconnects do not show as leave and join |
 //! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use notify_auth::JwtConfig;
-use notify_service::settings::{jwt_config, optional, parsed, required, trusted_proxies};
+use std::sync::Arc;
+
+use notify_auth::{JwtConfig, TopicPolicy};
+use notify_service::settings::{
+    jwt_config, optional, parsed, required, topic_policy, trusted_proxies,
+};
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -58,6 +66,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections one user may hold on this node.
     pub max_connections_per_user: usize,
+    pub max_topics_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -76,6 +85,26 @@ impl Default for Limits {
             connect_burst: 200,
             max_connections: 50_000,
             max_connections_per_user: 20,
+            max_topics_per_connection: 100,
+        }
+    }
+}
+
+/// Timing of presence (see [`crate::presence`]).
+#[derive(Clone, Debug)]
+pub struct Presence {
+    /// How often the node refreshes its liveness; its entries disappear
+    /// within two intervals of its death.
+    pub heartbeat: Duration,
+    /// How long a user's last connection counts after it leaves.
+    pub grace: Duration,
+}
+
+impl Default for Presence {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(10),
+            grace: Duration::from_secs(3),
         }
     }
 }
@@ -110,6 +139,8 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is believed (the load balancers).
     pub trusted_proxies: Vec<IpAddr>,
     pub limits: Limits,
+    pub topic_policy: Arc<TopicPolicy>,
+    pub presence: Presence,
     pub drain: Drain,
     pub stats_interval: Duration,
     pub redis_ping_every: Duration,
@@ -160,6 +191,18 @@ impl Config {
                     .unwrap_or(limits_default.max_connections),
                 max_connections_per_user: parsed("MAX_CONNECTIONS_PER_USER")?
                     .unwrap_or(limits_default.max_connections_per_user),
+                max_topics_per_connection: parsed("MAX_TOPICS_PER_CONNECTION")?
+                    .unwrap_or(limits_default.max_topics_per_connection),
+            },
+            topic_policy: topic_policy()?,
+            presence: Presence {
+                heartbeat: parsed::<u64>("PRESENCE_HEARTBEAT_MS")?
+                    .map(Duration::from_millis)
+                    .unwrap_or(Presence::default().heartbeat)
+                    .max(Duration::from_millis(100)),
+                grace: parsed::<u64>("PRESENCE_GRACE_MS")?
+                    .map(Duration::from_millis)
+                    .unwrap_or(Presence::default().grace),
             },
             trusted_proxies: trusted_proxies()?,
             drain: Drain {

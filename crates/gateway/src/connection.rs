@@ -28,6 +28,7 @@ use crate::requests::{handle, Reply, Token};
 use crate::seen::Seen;
 use crate::send_queue::{CloseSignal, Next, SendQueue};
 use crate::socket::{close, finish, protocol_end, write, End, CLOSE_TIMEOUT};
+use crate::topic_requests::{self, Held};
 
 /// What a connection remembers of what it sent, created on first use.
 pub(crate) type Sent = Option<Box<Seen>>;
@@ -39,6 +40,8 @@ pub(crate) struct State {
     /// Catch-ups that failed and wait for another try (boxed: rare, and
     /// every idle connection would carry it otherwise).
     pub(crate) retry: Option<Box<Retry>>,
+    /// The topics it subscribes to, left when the state is dropped.
+    topics: Held,
 }
 
 /// Whose connection it is.
@@ -81,9 +84,13 @@ pub async fn run(
     }
     let connected_at = notify_store::now();
     let queue = Arc::new(SendQueue::default());
-    let registration =
-        node.registry
-            .register(&user, queue.clone(), claims.jti.as_deref(), claims.iat);
+    let registration = node.registry.register(
+        &user,
+        queue.clone(),
+        claims.jti.as_deref(),
+        claims.iat,
+        &claims.roles,
+    );
     await_subscription(&queue, connected_at).await;
     let who = Who {
         user: &user,
@@ -101,6 +108,7 @@ pub async fn run(
         sent: None,
         budget,
         retry: None,
+        topics: None,
     };
     if let Some(after) = after {
         let catchup = Catchup::After(after);
@@ -115,7 +123,7 @@ pub async fn run(
 async fn serve(
     node: &Node,
     who: Who<'_>,
-    queue: &SendQueue,
+    queue: &Arc<SendQueue>,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
     state: &mut State,
@@ -169,6 +177,7 @@ async fn serve(
                         let frame = ServerFrame::Error {
                             code: "rate_limited",
                             message: "too many frames, slow down",
+                            topic: None,
                         }
                         .to_frame();
                         if let Err(end) = write(node, session.text(frame)).await {
@@ -187,6 +196,9 @@ async fn serve(
                     AggregatedMessage::Pong(_) | AggregatedMessage::Close(_) => continue,
                     AggregatedMessage::Binary(_) => Reply::Refused(FrameError::Binary),
                     AggregatedMessage::Text(text) => match ClientFrame::parse(&text) {
+                        Ok(ClientFrame::Topic(request)) => {
+                            Box::pin(topic_requests::handle(node, &who, queue, &mut state.topics, request)).await
+                        }
                         Ok(frame) => Box::pin(handle(node, &who, frame)).await,
                         Err(error) => Reply::Refused(error),
                     },
@@ -203,18 +215,22 @@ async fn serve(
                     Reply::Refreshed(newer) => {
                         token_expiry = newer.expires;
                         expiry.as_mut().reset(deadline(token_expiry, node));
-                        who.registration.set_token(newer.id.as_deref());
+                        who.registration.set_token(newer.id.as_deref(), &newer.roles);
                         who.token = newer;
                         ServerFrame::Refreshed { expires_at: token_expiry }.to_frame()
                     }
                     Reply::Text(text) => text,
                     Reply::Refused(error) => {
-                        invalid_frames += 1;
-                        if invalid_frames > limits.max_invalid_frames {
-                            return End::Close(CloseCode::Policy, "too many invalid frames");
+                        match refused(node, &error, None, &mut invalid_frames) {
+                            Ok(frame) => frame,
+                            Err(end) => return end,
                         }
-                        node.refusals.add(error.code());
-                        ServerFrame::Error { code: error.code(), message: &error.to_string() }.to_frame()
+                    }
+                    Reply::TopicRefused(topic, error) => {
+                        match refused(node, &error, Some(&topic), &mut invalid_frames) {
+                            Ok(frame) => frame,
+                            Err(end) => return end,
+                        }
                     }
                 };
                 if let Err(end) = write(node, session.text(text)).await {
@@ -236,6 +252,29 @@ async fn serve(
             }
         }
     }
+}
+
+/// The error frame for a refused client frame, counted by code; frames
+/// that were themselves wrong also count toward closing the connection.
+fn refused(
+    node: &Node,
+    error: &FrameError,
+    topic: Option<&str>,
+    invalid_frames: &mut u32,
+) -> Result<String, End> {
+    if error.is_invalid() {
+        *invalid_frames += 1;
+        if *invalid_frames > node.limits.max_invalid_frames {
+            return Err(End::Close(CloseCode::Policy, "too many invalid frames"));
+        }
+    }
+    node.refusals.add(error.code());
+    Ok(ServerFrame::Error {
+        code: error.code(),
+        message: &error.to_string(),
+        topic,
+    }
+    .to_frame())
 }
 
 /// Sends what the queue holds and acts on its signals, until it is idle.

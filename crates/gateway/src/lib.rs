@@ -2,8 +2,9 @@
 //! the api publishes on their Redis channels.
 //!
 //! A node keeps no state that must outlive it. Each node has one Redis
-//! subscriber connection and subscribes to the channel of every user it
-//! holds, so an event only reaches the nodes that have a use for it.
+//! subscriber connection and subscribes to the channel of every user, topic
+//! and role it holds, so an event only reaches the nodes that have a use
+//! for it.
 
 pub mod acks;
 pub mod budget;
@@ -11,7 +12,9 @@ pub mod catchup;
 pub mod config;
 pub mod connection;
 pub mod handshake;
+pub mod interest;
 pub mod node;
+pub mod presence;
 pub mod registry;
 pub mod requests;
 pub mod routes;
@@ -20,6 +23,8 @@ pub mod send_queue;
 pub mod socket;
 pub mod startup;
 pub mod subscriber;
+pub mod topic_requests;
+pub mod topics;
 
 pub use config::Config;
 pub use startup::Application;

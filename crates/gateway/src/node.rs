@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use governor::DefaultKeyedRateLimiter;
-use notify_bus::{Publisher, TokenGate};
+use notify_auth::TopicPolicy;
+use notify_bus::{Publisher, RedisPool, TokenGate};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::Counters;
 use notify_store::DbPool;
@@ -15,13 +16,24 @@ use tokio::sync::Semaphore;
 
 use crate::acks::Acks;
 use crate::config::Limits;
+use crate::presence::Presence;
 use crate::registry::Registry;
 use crate::subscriber::SubscriberStatus;
+use crate::topics::Topics;
 
 /// Everything the connections of one node share.
 pub struct Node {
     pub id: String,
     pub registry: Arc<Registry>,
+    /// Who subscribes to which topic here.
+    pub topics: Arc<Topics>,
+    /// Who may subscribe and publish where, and which topics track
+    /// presence.
+    pub policy: Arc<TopicPolicy>,
+    /// This node's share of presence; None when no topic tracks it.
+    pub presence: Option<Arc<Presence>>,
+    /// Pooled connections for reads such as topic snapshots.
+    pub redis: RedisPool,
     /// Verifies tokens and checks them against revocations.
     pub gate: TokenGate,
     pub db: DbPool,

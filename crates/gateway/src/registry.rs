@@ -1,23 +1,21 @@
-//! Who is connected to this node: the local connections of every user, and
-//! which users' channels the subscriber must hold.
+//! Who is connected to this node: the local connections of every user with
+//! their roles, and so which user and role channels (and whether the
+//! everyone channel) the subscriber must hold.
 //!
-//! Connections register and deregister here without touching Redis. Each
-//! change only marks the user "dirty"; the subscriber later compares what it
-//! holds with what the registry wants and sends one SUBSCRIBE and one
-//! UNSUBSCRIBE for everything that changed meanwhile, so a burst of 10,000
-//! connects costs a handful of round trips, and a connect racing a
-//! disconnect of the same user always settles on the right state.
+//! Connections register and deregister here without touching Redis; each
+//! change only marks the channels concerned in [`Interest`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use notify_auth::unix_now;
 
 use bytestring::ByteString;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
+use crate::interest::{Channel, Interest};
 use crate::send_queue::{CloseSignal, SendQueue};
 
 /// One local connection.
@@ -27,6 +25,8 @@ struct Conn {
     /// A hash of its token's `jti` (0 for none), to find the connections a
     /// token revocation closes without keeping every token id around.
     token: u64,
+    /// Its token's roles, shared with the role counts' keys.
+    roles: Box<[Arc<str>]>,
 }
 
 /// How long announced revocations are remembered here: a connection whose
@@ -65,8 +65,11 @@ impl Default for UserConns {
 
 pub struct Registry {
     users: Mutex<HashMap<Arc<str>, UserConns>>,
-    dirty: Mutex<HashSet<Arc<str>>>,
-    dirty_notify: Notify,
+    /// Local connections per role; taken after `users` when both are held.
+    roles: Mutex<HashMap<Arc<str>, usize>>,
+    /// Local connections: the everyone channel is wanted while non-zero.
+    connections: AtomicUsize,
+    interest: Arc<Interest>,
     next_id: AtomicU64,
     max_frames: usize,
     max_bytes: usize,
@@ -88,13 +91,32 @@ impl Registration {
         self.db_turn.acquire().await.ok()
     }
 
-    /// The connection now runs on a newer token (a `refresh` frame).
-    pub fn set_token(&self, jti: Option<&str>) {
-        if let Some(entry) = self.registry.users().get_mut(&self.user) {
-            if let Some(conn) = entry.conns.iter_mut().find(|c| c.id == self.id) {
-                conn.token = token_hash(jti);
-            }
+    /// The connection now runs on a newer token (a `refresh` frame), whose
+    /// roles replace the old ones.
+    pub fn set_token(&self, jti: Option<&str>, roles: &[String]) {
+        let mut users = self.registry.users();
+        let Some(conn) = users
+            .get_mut(&self.user)
+            .and_then(|entry| entry.conns.iter_mut().find(|c| c.id == self.id))
+        else {
+            return;
+        };
+        conn.token = token_hash(jti);
+        if conn
+            .roles
+            .iter()
+            .map(|r| &**r)
+            .eq(roles.iter().map(String::as_str))
+        {
+            return;
         }
+        self.registry.release_roles(&conn.roles);
+        conn.roles = self.registry.hold_roles(roles);
+    }
+
+    /// This connection's number on the node.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -118,8 +140,9 @@ impl Registry {
     pub fn new(max_frames: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             users: Mutex::default(),
-            dirty: Mutex::default(),
-            dirty_notify: Notify::new(),
+            roles: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            interest: Arc::default(),
             next_id: AtomicU64::new(1),
             max_frames,
             max_bytes,
@@ -133,19 +156,24 @@ impl Registry {
         queue: Arc<SendQueue>,
         jti: Option<&str>,
         iat: Option<u64>,
+        roles: &[String],
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token_hash(jti);
+        let roles = self.hold_roles(roles);
         let (user, db_turn) = {
             let mut users = self.users();
             let key: Arc<str> = match users.get_key_value(user) {
                 Some((key, _)) => key.clone(),
                 None => {
                     let key: Arc<str> = Arc::from(user);
-                    self.mark_dirty(key.clone());
+                    self.interest.mark(Channel::User(key.clone()));
                     key
                 }
             };
+            if self.connections.fetch_add(1, Ordering::Relaxed) == 0 {
+                self.interest.mark(Channel::All);
+            }
             let entry = users.entry(key.clone()).or_default();
             if entry.subscribed {
                 queue.set_subscribed(true);
@@ -154,6 +182,7 @@ impl Registry {
                 id,
                 queue: queue.clone(),
                 token,
+                roles,
             });
             (key, entry.db_turn.clone())
         };
@@ -172,13 +201,117 @@ impl Registry {
 
     fn remove(&self, user: &Arc<str>, id: u64) {
         let mut users = self.users();
-        if let Some(entry) = users.get_mut(user) {
-            entry.conns.retain(|conn| conn.id != id);
-            if entry.conns.is_empty() {
-                users.remove(user);
-                self.mark_dirty(user.clone());
+        let Some(entry) = users.get_mut(user) else {
+            return;
+        };
+        let Some(at) = entry.conns.iter().position(|conn| conn.id == id) else {
+            return;
+        };
+        let conn = entry.conns.swap_remove(at);
+        if entry.conns.is_empty() {
+            users.remove(user);
+            self.interest.mark(Channel::User(user.clone()));
+        }
+        self.release_roles(&conn.roles);
+        if self.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.interest.mark(Channel::All);
+        }
+    }
+
+    /// Counts a connection with `roles`, marking roles new to the node.
+    fn hold_roles(&self, roles: &[String]) -> Box<[Arc<str>]> {
+        if roles.is_empty() {
+            return Box::default();
+        }
+        let mut counts = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        roles
+            .iter()
+            .map(|role| {
+                if let Some((key, _)) = counts.get_key_value(role.as_str()) {
+                    let key = key.clone();
+                    if let Some(count) = counts.get_mut(&key) {
+                        *count += 1;
+                    }
+                    key
+                } else {
+                    let key: Arc<str> = Arc::from(role.as_str());
+                    counts.insert(key.clone(), 1);
+                    self.interest.mark(Channel::Role(key.clone()));
+                    key
+                }
+            })
+            .collect()
+    }
+
+    /// Uncounts a connection's roles, marking roles no longer needed.
+    fn release_roles(&self, roles: &[Arc<str>]) {
+        if roles.is_empty() {
+            return;
+        }
+        let mut counts = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        for role in roles {
+            if let Some(count) = counts.get_mut(role) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(role);
+                    self.interest.mark(Channel::Role(role.clone()));
+                }
             }
         }
+    }
+
+    /// Queues a role event on every local connection with `role`, except
+    /// those that take it on the channel of an earlier role the event
+    /// names (`event_roles`), so a connection gets it once.
+    pub fn deliver_role(&self, role: &str, event_roles: &[String], frame: &ByteString) -> usize {
+        let users = self.users();
+        let mut delivered = 0;
+        for conn in users.values().flat_map(|entry| &entry.conns) {
+            let first = event_roles
+                .iter()
+                .find(|r| conn.roles.iter().any(|c| &**c == r.as_str()));
+            let takes = match first {
+                Some(first) => first == role,
+                // Not named in the frame (a frame we did not write):
+                // deliver on the channel it came by.
+                None => conn.roles.iter().any(|c| &**c == role),
+            };
+            if takes && conn.queue.push(frame, self.max_frames, self.max_bytes) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Queues `frame` on every local connection.
+    pub fn deliver_all(&self, frame: &ByteString) -> usize {
+        let users = self.users();
+        users
+            .values()
+            .flat_map(|entry| &entry.conns)
+            .filter(|conn| conn.queue.push(frame, self.max_frames, self.max_bytes))
+            .count()
+    }
+
+    /// The interest every registration marks.
+    pub fn interest(&self) -> &Arc<Interest> {
+        &self.interest
+    }
+
+    pub fn wants_role(&self, role: &str) -> bool {
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(role)
+    }
+
+    pub fn roles_wanted(&self) -> Vec<Arc<str>> {
+        let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        roles.keys().cloned().collect()
+    }
+
+    pub fn wants_all(&self) -> bool {
+        self.connections.load(Ordering::Relaxed) > 0
     }
 
     /// Queues `frame` on every local connection of `user`; returns how many
@@ -193,25 +326,6 @@ impl Registry {
             .iter()
             .filter(|conn| conn.queue.push(frame, self.max_frames, self.max_bytes))
             .count()
-    }
-
-    fn mark_dirty(&self, user: Arc<str>) {
-        self.dirty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user);
-        self.dirty_notify.notify_one();
-    }
-
-    /// Users whose subscription may need to change since the last call.
-    pub fn take_dirty(&self) -> Vec<Arc<str>> {
-        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *dirty).into_iter().collect()
-    }
-
-    /// Resolves once some user has been marked dirty.
-    pub async fn dirtied(&self) {
-        self.dirty_notify.notified().await
     }
 
     /// Connections `user` has on this node.
@@ -355,14 +469,15 @@ mod tests {
     #[test]
     fn first_and_last_connection_mark_the_user_dirty() {
         let registry = Registry::new(10, 1000);
-        let a = registry.register("u", Arc::default(), None, None);
-        let b = registry.register("u", Arc::default(), None, None);
-        assert_eq!(registry.take_dirty().len(), 1);
+        let a = registry.register("u", Arc::default(), None, None, &[]);
+        let b = registry.register("u", Arc::default(), None, None, &[]);
+        // The user's channel and the everyone channel.
+        assert_eq!(registry.interest().take().len(), 2);
         drop(a);
-        assert!(registry.take_dirty().is_empty());
+        assert!(registry.interest().take().is_empty());
         assert!(registry.wants("u"));
         drop(b);
-        assert_eq!(registry.take_dirty().len(), 1);
+        assert_eq!(registry.interest().take().len(), 2);
         assert!(!registry.wants("u"));
         assert_eq!(registry.counts(), (0, 0));
     }
@@ -372,9 +487,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), None, None),
-            registry.register("a", a2.clone(), None, None),
-            registry.register("b", b.clone(), None, None),
+            registry.register("a", a1.clone(), None, None, &[]),
+            registry.register("a", a2.clone(), None, None, &[]),
+            registry.register("b", b.clone(), None, None, &[]),
         ];
         assert_eq!(registry.deliver("a", &ByteString::from_static("x")), 2);
         assert!(matches!(a1.next(), Next::Send(_)));
@@ -388,19 +503,48 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), Some("t1"), None),
-            registry.register("a", a2.clone(), Some("t2"), None),
-            registry.register("b", b.clone(), Some("t3"), None),
+            registry.register("a", a1.clone(), Some("t1"), None, &[]),
+            registry.register("a", a2.clone(), Some("t2"), None, &[]),
+            registry.register("b", b.clone(), Some("t3"), None, &[]),
         ];
         assert_eq!(registry.revoke_token("t2"), 1);
         assert!(matches!(a2.next(), Next::Close(CloseSignal::Revoked)));
         assert!(matches!(a1.next(), Next::Idle));
         assert_eq!(registry.revoke_token("nope"), 0);
-        _r[0].set_token(Some("t4"));
+        _r[0].set_token(Some("t4"), &[]);
         assert_eq!(registry.revoke_token("t1"), 0);
         assert_eq!(registry.disconnect_user("b"), 1);
         assert!(matches!(b.next(), Next::Close(CloseSignal::Revoked)));
         assert!(matches!(a1.next(), Next::Idle));
+    }
+
+    #[test]
+    fn role_events_reach_each_connection_once() {
+        let registry = Registry::new(10, 1000);
+        let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (both, ops, none): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) =
+            Default::default();
+        let _r = [
+            registry.register("a", both.clone(), None, None, &roles(&["ops", "admin"])),
+            registry.register("b", ops.clone(), None, None, &roles(&["ops"])),
+            registry.register("c", none.clone(), None, None, &[]),
+        ];
+        assert!(registry.wants_role("ops") && registry.wants_role("admin"));
+        let named = roles(&["admin", "ops"]);
+        let frame = ByteString::from_static("x");
+        // The event arrives on both channels; `both` takes it on admin's.
+        assert_eq!(registry.deliver_role("admin", &named, &frame), 1);
+        assert_eq!(registry.deliver_role("ops", &named, &frame), 1);
+        assert!(matches!(both.next(), Next::Send(_)));
+        assert!(matches!(both.next(), Next::Idle));
+        assert!(matches!(ops.next(), Next::Send(_)));
+        assert!(matches!(none.next(), Next::Idle));
+        assert_eq!(registry.deliver_all(&frame), 3);
+        _r[1].set_token(None, &[]);
+        assert!(!registry.wants_role("admin") || registry.wants_role("ops"));
+        drop(_r);
+        assert!(!registry.wants_role("ops") && !registry.wants_role("admin"));
+        assert!(!registry.wants_all());
     }
 
     /// A connection checked in Redis just before a revocation was announced
@@ -418,10 +562,10 @@ mod tests {
         ) = Default::default();
         let now = unix_now();
         let _r = [
-            registry.register("a", stolen.clone(), Some("stolen"), Some(now)),
-            registry.register("a", other.clone(), Some("kept"), Some(now)),
-            registry.register("mallory", mallory.clone(), None, Some(now - 10)),
-            registry.register("mallory", later.clone(), None, Some(now + 5)),
+            registry.register("a", stolen.clone(), Some("stolen"), Some(now), &[]),
+            registry.register("a", other.clone(), Some("kept"), Some(now), &[]),
+            registry.register("mallory", mallory.clone(), None, Some(now - 10), &[]),
+            registry.register("mallory", later.clone(), None, Some(now + 5), &[]),
         ];
         assert!(matches!(stolen.next(), Next::Close(CloseSignal::Revoked)));
         assert!(matches!(mallory.next(), Next::Close(CloseSignal::Revoked)));

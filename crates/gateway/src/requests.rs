@@ -16,6 +16,8 @@ pub(crate) enum Reply {
     Resume(u64),
     /// A valid newer token for the same user arrived.
     Refreshed(Token),
+    /// A topic request was refused; the error frame names the topic.
+    TopicRefused(String, FrameError),
 }
 
 /// What a connection keeps of the token it runs on.
@@ -26,6 +28,8 @@ pub(crate) struct Token {
     /// bus was away.
     pub(crate) issued: Option<u64>,
     pub(crate) id: Option<Box<str>>,
+    /// What the topic policy grants.
+    pub(crate) roles: Vec<String>,
 }
 
 impl From<Claims> for Token {
@@ -34,11 +38,13 @@ impl From<Claims> for Token {
             expires: claims.exp,
             issued: claims.iat,
             id: claims.jti.map(String::into_boxed_str),
+            roles: claims.roles,
         }
     }
 }
 
-/// Acts on a valid client frame.
+/// Acts on a valid client frame other than a topic request (see
+/// [`crate::topic_requests`]).
 pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Reply {
     let user = who.user;
     match frame {
@@ -52,6 +58,9 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             Ok(_) => Reply::Refused(FrameError::Invalid("the token is for another user".into())),
             Err(refusal) => Reply::Refused(FrameError::Invalid(refusal.message().into())),
         },
+        // Answered by `topic_requests`, which holds the connection's
+        // memberships; never routed here.
+        ClientFrame::Topic(_) => Reply::Nothing,
         ClientFrame::Ack { ids } => {
             if node.acks.record(user, ids) {
                 Reply::Nothing
@@ -60,6 +69,7 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
                     ServerFrame::Error {
                         code: "unavailable",
                         message: "acks are not being recorded right now, send them again later",
+                        topic: None,
                     }
                     .to_frame(),
                 )
@@ -113,6 +123,7 @@ fn storage_error(error: &notify_store::StoreError) -> String {
     ServerFrame::Error {
         code: "unavailable",
         message: "could not save the change, retry later",
+        topic: None,
     }
     .to_frame()
 }

@@ -172,9 +172,14 @@ async fn ready(node: web::Data<Node>) -> HttpResponse {
 
 /// Prometheus text: connections, refusals by code, closes by reason.
 /// Served to the internal network only: nginx routes `/ws` alone.
+/// Topics listed one by one in `/metrics`, the most subscribed first: a
+/// node may hold a great many small topics.
+const LISTED_TOPICS: usize = 1000;
+
 async fn metrics(node: web::Data<Node>) -> HttpResponse {
     use notify_service::refusals::prometheus_value;
     let (connections, users) = node.registry.counts();
+    let (topics, subscriptions) = node.topics.subscriptions(LISTED_TOPICS);
     let mut body = String::new();
     for (metric, kind, help, value) in [
         (
@@ -207,8 +212,38 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
             "Reconnections of the Redis subscriber.",
             node.subscriber.reconnects.load(Ordering::Relaxed),
         ),
+        (
+            "notify_gateway_broadcasts_received_total",
+            "counter",
+            "Topic, role and everyone events received from Redis.",
+            node.subscriber.broadcasts.load(Ordering::Relaxed),
+        ),
+        (
+            "notify_gateway_topics",
+            "gauge",
+            "Topics with at least one subscriber on this node.",
+            topics as u64,
+        ),
+        (
+            "notify_gateway_presence_failures_total",
+            "counter",
+            "Presence updates Redis did not take (retried).",
+            node.presence
+                .as_ref()
+                .map_or(0, |p| p.failures.load(Ordering::Relaxed)),
+        ),
     ] {
         body.push_str(&prometheus_value(metric, kind, help, value));
+    }
+    body.push_str(
+        "# HELP notify_gateway_topic_subscriptions Connections on this node subscribed to a topic (the 1,000 largest topics).\n\
+         # TYPE notify_gateway_topic_subscriptions gauge\n",
+    );
+    for (topic, count) in subscriptions {
+        // Topic names are plain ASCII without quotes or backslashes.
+        body.push_str(&format!(
+            "notify_gateway_topic_subscriptions{{topic=\"{topic}\"}} {count}\n"
+        ));
     }
     body.push_str(&node.refusals.prometheus(
         "notify_gateway_refusals_total",

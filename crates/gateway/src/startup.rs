@@ -19,7 +19,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
-use notify_bus::{Publisher, QueueLimits, TokenGate};
+use notify_bus::{PresenceStore, Publisher, QueueLimits, TokenGate};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
@@ -28,10 +28,12 @@ use tokio::task::JoinHandle;
 use crate::acks::Acks;
 use crate::config::{Config, Drain};
 use crate::node::Node;
+use crate::presence::Presence;
 use crate::registry::Registry;
 use crate::routes;
 use crate::send_queue::CloseSignal;
 use crate::subscriber::{Subscriber, SubscriberStatus};
+use crate::topics::Topics;
 
 /// Longest wait at exit for queued acks and read marks to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +43,8 @@ pub struct Application {
     node: Arc<Node>,
     server: Server,
     subscriber: JoinHandle<()>,
+    /// Reports presence until shutdown, then removes the node's entries.
+    presence_task: Option<JoinHandle<()>>,
     stats: JoinHandle<()>,
     /// Writers that must finish what is queued before the process exits:
     /// delivery acks, and read marks waiting to be published.
@@ -69,6 +73,11 @@ impl Application {
             Publisher::start(redis.clone(), QueueLimits::new(4096, 16 << 20));
         let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
+        let topics = Arc::new(Topics::new(
+            registry.interest().clone(),
+            config.limits.queue_frames,
+            config.limits.queue_bytes,
+        ));
         let channels = ChannelNames::new(config.channel_prefix.clone());
         let status = Arc::new(SubscriberStatus::default());
         let publish_lag =
@@ -78,6 +87,7 @@ impl Application {
             Subscriber {
                 client,
                 registry: registry.clone(),
+                topics: topics.clone(),
                 channels: channels.clone(),
                 status: status.clone(),
                 ping_every: config.redis_ping_every,
@@ -92,9 +102,25 @@ impl Application {
         if let Err(error) = jwt.prefetch().await {
             tracing::warn!(%error, "could not fetch the JWKS yet");
         }
+        let presence = config.topic_policy.any_presence().then(|| {
+            Arc::new(Presence::new(
+                node_id.clone(),
+                PresenceStore::new(channels.clone()),
+                redis.clone(),
+                config.presence.heartbeat,
+                config.presence.grace,
+            ))
+        });
+        let presence_task = presence
+            .clone()
+            .map(|presence| tokio::spawn(presence.run(stop_subscriber.subscribe())));
         let node = Arc::new(Node {
             id: node_id,
             registry,
+            topics,
+            policy: config.topic_policy.clone(),
+            presence,
+            redis: redis.clone(),
             gate: TokenGate::new(jwt, redis, channels.clone()),
             db,
             publisher,
@@ -151,6 +177,7 @@ impl Application {
             node,
             server,
             subscriber,
+            presence_task,
             stats,
             acks_task,
             publisher_task,
@@ -181,6 +208,9 @@ impl Application {
         }
         self.stop_subscriber.send_replace(true);
         let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), self.subscriber).await;
+        if let Some(task) = self.presence_task {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, task).await;
+        }
         self.stats.abort();
         let served = match served {
             Some(result) => result,
@@ -248,6 +278,7 @@ async fn log_stats(node: Arc<Node>, every: Duration) {
             users,
             redis = node.subscriber.connected.load(Ordering::Relaxed),
             events_received = node.subscriber.received.load(Ordering::Relaxed),
+            topics = node.topics.subscriptions(0).0,
             refusals = %node.refusals.summary(),
             closes = %node.closes.summary(),
             "gateway stats"

@@ -1,8 +1,9 @@
 //! The node's one Redis subscriber connection.
 //!
-//! It holds exactly the channels of the users connected to this node,
-//! reconciling with the registry whenever connections come and go, and
-//! hands every message to the registry for delivery. When the connection is
+//! It holds exactly the channels this node's connections need (their
+//! users, topics and roles, and the everyone channel while any is open),
+//! reconciling whenever connections come and go, and hands every message to
+//! the registry or the topics for delivery. When the connection is
 //! lost it reconnects with backoff and resubscribes everything local users
 //! need; connections stay open meanwhile. It also listens on the control
 //! channel and closes the connections a revocation names.
@@ -15,11 +16,14 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 use chrono::{NaiveDateTime, TimeDelta};
 use futures_util::StreamExt;
-use notify_protocol::{ChannelNames, Control};
+use notify_protocol::topic_event::event_roles;
+use notify_protocol::{Audience, ChannelNames, Control};
 use redis::aio::PubSubSink;
 use tokio::sync::watch;
 
+use crate::interest::Channel;
 use crate::registry::Registry;
+use crate::topics::Topics;
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command.
 const CHUNK: usize = 1000;
@@ -41,11 +45,14 @@ pub struct SubscriberStatus {
     pub resyncs: AtomicU64,
     /// Health pings answered on the subscriber connection.
     pub pings: AtomicU64,
+    /// Of `received`: topic, role and everyone events.
+    pub broadcasts: AtomicU64,
 }
 
 pub struct Subscriber {
     pub client: redis::Client,
     pub registry: Arc<Registry>,
+    pub topics: Arc<Topics>,
     pub channels: ChannelNames,
     pub status: Arc<SubscriberStatus>,
     /// How often the connection is checked with PING; a silent network
@@ -85,6 +92,7 @@ impl Subscriber {
                 }
             }
             self.registry.clear_subscribed();
+            self.topics.clear_subscribed();
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -108,11 +116,11 @@ impl Subscriber {
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = pubsub.split();
-        let mut held: HashSet<Arc<str>> = HashSet::new();
-        // Everything marked dirty before now is covered by this full pass.
-        self.registry.take_dirty();
+        let mut held: HashSet<Channel> = HashSet::new();
+        // Everything marked before now is covered by this full pass.
+        self.registry.interest().take();
         call(sink.subscribe(self.channels.control())).await?;
-        let wanted = self.registry.users_wanted();
+        let wanted = self.wanted();
         self.subscribe(&mut sink, &wanted, &mut held).await?;
         *last_heard = Instant::now();
         self.status.connected.store(true, Ordering::Relaxed);
@@ -136,7 +144,7 @@ impl Subscriber {
                     }
                     None => return Err("connection closed".into()),
                 },
-                _ = self.registry.dirtied() => self.reconcile(&mut sink, &mut held).await?,
+                _ = self.registry.interest().changed() => self.reconcile(&mut sink, &mut held).await?,
                 _ = ping.tick() => {
                     // In subscriber mode the answer is ["pong", ""], not "PONG".
                     call(sink.ping::<redis::Value>()).await?;
@@ -144,7 +152,7 @@ impl Subscriber {
                     self.status.pings.fetch_add(1, Ordering::Relaxed);
                 }
                 _ = stopped(shutdown) => {
-                    let channels: Vec<String> = held.iter().map(|u| self.channels.user(u)).collect();
+                    let channels: Vec<String> = held.iter().map(|c| c.name(&self.channels)).collect();
                     for chunk in channels.chunks(CHUNK) {
                         let _ = tokio::time::timeout(CALL_TIMEOUT, sink.unsubscribe(chunk)).await;
                     }
@@ -154,21 +162,79 @@ impl Subscriber {
         }
     }
 
+    /// Every channel local connections need now.
+    fn wanted(&self) -> Vec<Channel> {
+        let mut wanted: Vec<Channel> = self
+            .registry
+            .users_wanted()
+            .into_iter()
+            .map(Channel::User)
+            .collect();
+        wanted.extend(self.topics.wanted().into_iter().map(Channel::Topic));
+        wanted.extend(self.registry.roles_wanted().into_iter().map(Channel::Role));
+        if self.registry.wants_all() {
+            wanted.push(Channel::All);
+        }
+        wanted
+    }
+
+    fn wants(&self, channel: &Channel) -> bool {
+        match channel {
+            Channel::User(user) => self.registry.wants(user),
+            Channel::Topic(topic) => self.topics.wants(topic),
+            Channel::Role(role) => self.registry.wants_role(role),
+            Channel::All => self.registry.wants_all(),
+        }
+    }
+
+    /// Tells whoever waits on these channels that they are (or are no
+    /// longer) subscribed.
+    fn confirm(&self, channels: &[Channel], subscribed: bool) {
+        let users = channels.iter().filter_map(|c| match c {
+            Channel::User(user) => Some(user),
+            _ => None,
+        });
+        self.registry.set_subscribed(users, subscribed);
+        let topics = channels.iter().filter_map(|c| match c {
+            Channel::Topic(topic) => Some(topic),
+            _ => None,
+        });
+        self.topics.set_subscribed(topics, subscribed);
+    }
+
     fn dispatch(&self, message: &redis::Msg) {
         self.status.received.fetch_add(1, Ordering::Relaxed);
         let channel = message.get_channel_name();
-        if self.channels.is_control(channel) {
-            return self.control(message.get_payload_bytes());
-        }
-        let Some(user) = self.channels.user_of(channel) else {
+        let Some(audience) = self.channels.parse(channel) else {
             return;
         };
+        if audience == Audience::Control {
+            return self.control(message.get_payload_bytes());
+        }
         // Validated once here; every connection then shares the same bytes.
         let Ok(frame) = ByteString::try_from(message.get_payload_bytes().to_vec()) else {
             tracing::warn!(channel, "dropped a non-UTF-8 event");
             return;
         };
-        self.registry.deliver(user, &frame);
+        match audience {
+            Audience::User(user) => {
+                self.registry.deliver(user, &frame);
+            }
+            Audience::Topic(topic) => {
+                self.status.broadcasts.fetch_add(1, Ordering::Relaxed);
+                self.topics.deliver(topic, &frame);
+            }
+            Audience::Role(role) => {
+                self.status.broadcasts.fetch_add(1, Ordering::Relaxed);
+                self.registry
+                    .deliver_role(role, &event_roles(&frame), &frame);
+            }
+            Audience::All => {
+                self.status.broadcasts.fetch_add(1, Ordering::Relaxed);
+                self.registry.deliver_all(&frame);
+            }
+            Audience::Control => {}
+        }
     }
 
     fn control(&self, payload: &[u8]) {
@@ -188,25 +254,27 @@ impl Subscriber {
     async fn reconcile(
         &self,
         sink: &mut PubSubSink,
-        held: &mut HashSet<Arc<str>>,
+        held: &mut HashSet<Channel>,
     ) -> Result<(), String> {
         let mut add = Vec::new();
         let mut remove = Vec::new();
-        for user in self.registry.take_dirty() {
-            match (self.registry.wants(&user), held.contains(&user)) {
-                (true, false) => add.push(user),
-                (false, true) => remove.push(user),
-                // Subscribed already: make sure new connections know it.
-                (true, true) => self.registry.set_subscribed([&user], true),
+        let mut already = Vec::new();
+        for channel in self.registry.interest().take() {
+            match (self.wants(&channel), held.contains(&channel)) {
+                (true, false) => add.push(channel),
+                (false, true) => remove.push(channel),
+                // Subscribed already: make sure new members know it.
+                (true, true) => already.push(channel),
                 (false, false) => {}
             }
         }
+        self.confirm(&already, true);
         self.subscribe(sink, &add, held).await?;
         for chunk in remove.chunks(CHUNK) {
-            let channels: Vec<String> = chunk.iter().map(|u| self.channels.user(u)).collect();
-            call(sink.unsubscribe(&channels)).await?;
-            for user in chunk {
-                held.remove(user);
+            let names: Vec<String> = chunk.iter().map(|c| c.name(&self.channels)).collect();
+            call(sink.unsubscribe(&names)).await?;
+            for channel in chunk {
+                held.remove(channel);
             }
         }
         Ok(())
@@ -215,14 +283,14 @@ impl Subscriber {
     async fn subscribe(
         &self,
         sink: &mut PubSubSink,
-        users: &[Arc<str>],
-        held: &mut HashSet<Arc<str>>,
+        channels: &[Channel],
+        held: &mut HashSet<Channel>,
     ) -> Result<(), String> {
-        for chunk in users.chunks(CHUNK) {
-            let channels: Vec<String> = chunk.iter().map(|u| self.channels.user(u)).collect();
-            call(sink.subscribe(&channels)).await?;
+        for chunk in channels.chunks(CHUNK) {
+            let names: Vec<String> = chunk.iter().map(|c| c.name(&self.channels)).collect();
+            call(sink.subscribe(&names)).await?;
             held.extend(chunk.iter().cloned());
-            self.registry.set_subscribed(chunk, true);
+            self.confirm(chunk, true);
         }
         Ok(())
     }

@@ -1,10 +1,22 @@
 //! Naming of everything the services keep in Redis.
 //!
-//! Every user has one channel, `{prefix}user:{id}`; every gateway also
-//! listens on `{prefix}control` for revocations. Keys hold revocations and
+//! Every user has one channel, `{prefix}user:{id}`, every topic one,
+//! `{prefix}topic:{name}`, every role one, `{prefix}role:{name}`, and one,
+//! `{prefix}all`, reaches every connection; every gateway also listens on
+//! `{prefix}control` for revocations. Keys hold revocations and
 //! the ids of signed webhooks already accepted. The prefix lets several
 //! deployments (or several test runs) share one Redis without seeing each
 //! other's traffic.
+
+/// Who a channel's messages are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    User(&'a str),
+    Topic(&'a str),
+    Role(&'a str),
+    All,
+    Control,
+}
 
 /// Builds channel names under one configured prefix.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,6 +39,55 @@ impl ChannelNames {
         name.push_str("user:");
         name.push_str(user_id);
         name
+    }
+
+    /// The channel of a topic's events.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}topic:{topic}", self.prefix)
+    }
+
+    /// The channel of events for every connection whose token has `role`.
+    pub fn role(&self, role: &str) -> String {
+        format!("{}role:{role}", self.prefix)
+    }
+
+    /// The channel of events for every connection.
+    pub fn all(&self) -> String {
+        format!("{}all", self.prefix)
+    }
+
+    /// The retained event of a topic, sent to every new subscriber.
+    pub fn snapshot(&self, topic: &str) -> String {
+        format!("{}snapshot:{topic}", self.prefix)
+    }
+
+    /// Users present in a topic, with their connections on every node
+    /// (maintained by `notify_bus::presence`).
+    pub fn presence(&self, topic: &str) -> String {
+        format!("{}presence:{topic}", self.prefix)
+    }
+
+    /// What a channel of ours carries.
+    pub fn parse<'a>(&self, channel: &'a str) -> Option<Audience<'a>> {
+        let rest = channel.strip_prefix(&self.prefix)?;
+        if let Some(user) = rest.strip_prefix("user:") {
+            Some(Audience::User(user))
+        } else if let Some(topic) = rest.strip_prefix("topic:") {
+            Some(Audience::Topic(topic))
+        } else if let Some(role) = rest.strip_prefix("role:") {
+            Some(Audience::Role(role))
+        } else if rest == "all" {
+            Some(Audience::All)
+        } else if rest == "control" {
+            Some(Audience::Control)
+        } else {
+            None
+        }
+    }
+
+    /// The prefix, for scripts that build key names themselves.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The channel every gateway listens on for revocations.
@@ -74,5 +135,17 @@ mod tests {
         assert_eq!(names.user_of(&names.control()), None);
         assert!(names.is_control("t1:control"));
         assert!(!names.is_control("t2:control"));
+        assert_eq!(
+            names.parse(&names.topic("space:42")),
+            Some(Audience::Topic("space:42"))
+        );
+        assert_eq!(
+            names.parse(&names.role("admin")),
+            Some(Audience::Role("admin"))
+        );
+        assert_eq!(names.parse(&names.all()), Some(Audience::All));
+        assert_eq!(names.parse(&channel), Some(Audience::User("alice:1")));
+        assert_eq!(names.parse("t1:control"), Some(Audience::Control));
+        assert_eq!(names.parse("t2:all"), None);
     }
 }

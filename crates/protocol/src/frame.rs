@@ -4,6 +4,7 @@
 //! in `docs/protocol.md`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// Most ids in one `read` frame.
 pub const MAX_IDS_PER_FRAME: usize = 1000;
@@ -31,7 +32,39 @@ pub enum ClientFrame {
     Refresh {
         token: String,
     },
+    /// Subscribing, unsubscribing and publishing to topics.
+    Topic(TopicRequest),
 }
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopicRequest {
+    /// Receive the events of a topic. The name is checked by the gateway,
+    /// which answers about that topic.
+    Subscribe {
+        topic: String,
+    },
+    Unsubscribe {
+        topic: String,
+    },
+    /// Send an event to a topic's subscribers (if the policy allows).
+    Publish {
+        topic: String,
+        event: String,
+        data: RawJson,
+    },
+}
+
+/// JSON text kept as the client wrote it.
+#[derive(Debug)]
+pub struct RawJson(pub Box<RawValue>);
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for RawJson {}
 
 /// Why a frame was refused; sent back as an `error` frame.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +77,14 @@ pub enum FrameError {
     Invalid(String),
     #[error("binary frames are not supported")]
     Binary,
+    #[error("a topic is 1 to 128 characters of A-Z a-z 0-9 _ . : -")]
+    InvalidTopic,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("a connection may subscribe to at most {0} topics")]
+    TooManyTopics(usize),
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl FrameError {
@@ -53,7 +94,21 @@ impl FrameError {
             FrameError::UnknownType => "unknown_type",
             FrameError::Invalid(_) => "invalid_frame",
             FrameError::Binary => "unsupported_frame",
+            FrameError::InvalidTopic => "invalid_topic",
+            FrameError::Forbidden(_) => "forbidden",
+            FrameError::TooManyTopics(_) => "too_many_topics",
+            FrameError::Unavailable(_) => "unavailable",
         }
+    }
+
+    /// Whether the frame itself was wrong (counted toward the limit of
+    /// invalid frames), rather than refused for who sent it or for the
+    /// state of the service.
+    pub fn is_invalid(&self) -> bool {
+        !matches!(
+            self,
+            FrameError::Forbidden(_) | FrameError::TooManyTopics(_) | FrameError::Unavailable(_)
+        )
     }
 }
 
@@ -76,6 +131,18 @@ struct Ids {
 #[derive(Deserialize)]
 struct Resume {
     after: u64,
+}
+
+#[derive(Deserialize)]
+struct Topic {
+    topic: String,
+}
+
+#[derive(Deserialize)]
+struct Publish {
+    topic: String,
+    event: String,
+    data: Box<RawValue>,
 }
 
 fn ids(text: &str) -> Result<Vec<u64>, FrameError> {
@@ -115,6 +182,27 @@ impl ClientFrame {
                 let Resume { after } = serde_json::from_str(text).map_err(invalid)?;
                 Ok(ClientFrame::Resume { after })
             }
+            Some("subscribe") => {
+                let Topic { topic } = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Topic(TopicRequest::Subscribe { topic }))
+            }
+            Some("unsubscribe") => {
+                let Topic { topic } = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Topic(TopicRequest::Unsubscribe { topic }))
+            }
+            Some("publish") => {
+                let Publish { topic, event, data } = serde_json::from_str(text).map_err(invalid)?;
+                if !crate::names::valid_event_name(&event) {
+                    return Err(FrameError::Invalid(
+                        "an event name is 1 to 128 characters of A-Z a-z 0-9 _ . : / -".into(),
+                    ));
+                }
+                Ok(ClientFrame::Topic(TopicRequest::Publish {
+                    topic,
+                    event,
+                    data: RawJson(data),
+                }))
+            }
             Some(_) => Err(FrameError::UnknownType),
             None => Err(FrameError::Invalid("missing \"type\"".into())),
         }
@@ -133,8 +221,23 @@ pub enum ServerFrame<'a> {
         /// None when MySQL could not be asked.
         unread_count: Option<u64>,
     },
-    /// A client frame was refused; the connection stays open.
-    Error { code: &'a str, message: &'a str },
+    /// A client frame was refused; the connection stays open. `topic`
+    /// names the topic a refused topic request was about.
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<&'a str>,
+    },
+    /// The connection now receives the topic's events; `snapshot` is its
+    /// retained event, if any.
+    Subscribed {
+        topic: &'a str,
+        snapshot: Option<&'a RawValue>,
+    },
+    Unsubscribed {
+        topic: &'a str,
+    },
     /// Ends a catch-up batch: `count` notifications were sent; `truncated`
     /// means older ones exist, to be paged through the api before
     /// `oldest_id`.
@@ -145,7 +248,9 @@ pub enum ServerFrame<'a> {
     },
     /// A `refresh` frame was accepted: the connection now lasts until
     /// `expires_at` (Unix seconds).
-    Refreshed { expires_at: u64 },
+    Refreshed {
+        expires_at: u64,
+    },
     /// The answer to a client `ping` frame.
     Pong,
 }
@@ -201,6 +306,24 @@ mod tests {
             ClientFrame::parse(r#"{"type":"auth","token":"t"}"#),
             Ok(ClientFrame::Auth { token: "t".into() })
         );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"subscribe","topic":"status"}"#),
+            Ok(ClientFrame::Topic(TopicRequest::Subscribe {
+                topic: "status".into()
+            }))
+        );
+        let Ok(ClientFrame::Topic(TopicRequest::Publish { topic, event, data })) =
+            ClientFrame::parse(
+                r#"{"type":"publish","topic":"status","event":"admin:refresh","data":{"a": [1]}}"#,
+            )
+        else {
+            panic!("publish frame")
+        };
+        assert_eq!(
+            (topic.as_str(), event.as_str()),
+            ("status", "admin:refresh")
+        );
+        assert_eq!(data.0.get(), r#"{"a": [1]}"#);
     }
 
     #[test]
@@ -222,6 +345,12 @@ mod tests {
             r#"{"type":"resume"}"#,
             r#"{"type":"resume","after":"x"}"#,
             r#"{"type":"ack","ids":[]}"#,
+            r#"{"type":"subscribe"}"#,
+            r#"{"type":"subscribe","topic":1}"#,
+            r#"{"type":"unsubscribe"}"#,
+            r#"{"type":"publish","topic":"t","event":"e"}"#,
+            r#"{"type":"publish","topic":"t","event":"a b","data":1}"#,
+            r#"{"type":"publish","topic":"t","event":"","data":1}"#,
         ] {
             assert!(
                 matches!(ClientFrame::parse(bad), Err(FrameError::Invalid(_))),
@@ -241,7 +370,8 @@ mod server_frame_tests {
         assert_eq!(
             ServerFrame::Error {
                 code: "c",
-                message: "m"
+                message: "m",
+                topic: None
             }
             .to_frame(),
             r#"{"type":"error","code":"c","message":"m"}"#
@@ -254,6 +384,25 @@ mod server_frame_tests {
             }
             .to_frame(),
             r#"{"type":"resumed","count":2,"truncated":false,"oldest_id":null}"#
+        );
+        let snapshot =
+            serde_json::value::RawValue::from_string(r#"{"type":"event"}"#.into()).unwrap();
+        assert_eq!(
+            ServerFrame::Subscribed {
+                topic: "status",
+                snapshot: Some(&snapshot)
+            }
+            .to_frame(),
+            r#"{"type":"subscribed","topic":"status","snapshot":{"type":"event"}}"#
+        );
+        assert_eq!(
+            ServerFrame::Error {
+                code: "forbidden",
+                message: "m",
+                topic: Some("status")
+            }
+            .to_frame(),
+            r#"{"type":"error","code":"forbidden","message":"m","topic":"status"}"#
         );
     }
 }
@@ -300,6 +449,8 @@ mod fuzz {
                 Just("read_all"),
                 Just("resume"),
                 Just("ack"),
+                Just("subscribe"),
+                Just("publish"),
                 Just("type"),
                 Just("ids"),
                 Just("after"),

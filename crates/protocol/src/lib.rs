@@ -9,8 +9,11 @@ pub mod channel;
 pub mod control;
 pub mod event;
 pub mod frame;
+pub mod names;
+pub mod topic_event;
 
-pub use channel::ChannelNames;
+pub use channel::{Audience, ChannelNames};
 pub use control::Control;
 pub use event::{Event, WireNotification};
-pub use frame::{ClientFrame, FrameError, ServerFrame};
+pub use frame::{ClientFrame, FrameError, ServerFrame, TopicRequest};
+pub use topic_event::{EventAudience, TopicEvent};

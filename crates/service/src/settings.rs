@@ -105,10 +105,23 @@ pub fn jwt_config() -> anyhow::Result<JwtConfig> {
         accept_any_audience: parsed("JWT_ACCEPT_ANY_AUDIENCE")?.unwrap_or(false),
         max_lifetime: Duration::from_secs(max_lifetime),
         leeway: Duration::from_secs(leeway),
+        roles_claim: optional("JWT_ROLES_CLAIM")
+            .unwrap_or_else(|| notify_auth::jwt::DEFAULT_ROLES_CLAIM.to_string()),
     };
     // Refuse a bad key at start, not at the first connection.
     JwtVerifier::new(&config).map_err(anyhow::Error::msg)?;
     Ok(config)
+}
+
+/// `TOPIC_POLICY`: the topic policy file (TOML, or JSON by its `.json`
+/// extension); without it, the default policy. A file that cannot be read
+/// or is invalid stops the service at start.
+pub fn topic_policy() -> anyhow::Result<std::sync::Arc<notify_auth::TopicPolicy>> {
+    let policy = match optional("TOPIC_POLICY") {
+        Some(path) => notify_auth::TopicPolicy::from_file(&path).map_err(anyhow::Error::msg)?,
+        None => notify_auth::TopicPolicy::default(),
+    };
+    Ok(std::sync::Arc::new(policy))
 }
 
 /// `TRUSTED_PROXIES`: the peers whose `X-Forwarded-For` is believed

@@ -57,16 +57,28 @@ pub fn token(user: &str) -> String {
 
 /// A token for `user` with this `jti`, issued at `iat`.
 pub fn token_with(user: &str, jti: &str, iat: u64) -> String {
-    sign_hs256(
-        JWT_SECRET.as_bytes(),
-        &Claims {
-            sub: user.into(),
-            exp: now_secs() + 600,
-            iat: Some(iat),
-            jti: Some(jti.into()),
-        },
-    )
-    .unwrap()
+    sign(Claims {
+        sub: user.into(),
+        exp: now_secs() + 600,
+        iat: Some(iat),
+        jti: Some(jti.into()),
+        roles: Vec::new(),
+    })
+}
+
+/// A token for `user` carrying `roles` (in the `roles` claim).
+pub fn token_with_roles(user: &str, roles: &[&str]) -> String {
+    sign(Claims {
+        sub: user.into(),
+        exp: now_secs() + 600,
+        iat: Some(now_secs()),
+        jti: Some(unique("jti")),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+    })
+}
+
+fn sign(claims: Claims) -> String {
+    sign_hs256(JWT_SECRET.as_bytes(), &claims).unwrap()
 }
 
 /// A fresh, empty database, dropped when this goes out of scope.

@@ -1,5 +1,6 @@
 //! HTTP routes of the api.
 
+pub mod events;
 pub mod feed;
 pub mod health;
 pub mod revoke;
@@ -24,6 +25,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(status::delivery_state),
         )
         .route("/webhook/notify", web::post().to(send::webhook))
+        .route("/v1/events", web::post().to(events::send))
+        .route(
+            "/v1/topics/{topic}/snapshot",
+            web::delete().to(events::clear_snapshot),
+        )
+        .route(
+            "/v1/topics/{topic}/presence",
+            web::get().to(events::presence),
+        )
         .route(
             "/v1/users/{id}/disconnect",
             web::post().to(revoke::disconnect_user),

@@ -122,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
                 exp,
                 iat: None,
                 jti: None,
+                roles: Vec::new(),
             };
             let url = format!(
                 "{ws_base}/ws?token={}",

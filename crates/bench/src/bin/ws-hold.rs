@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
                     exp,
                     iat: None,
                     jti: None,
+                    roles: Vec::new(),
                 };
                 let token = sign_hs256(secret.as_bytes(), &claims)?;
                 request = request.bearer_auth(token);

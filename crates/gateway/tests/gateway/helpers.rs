@@ -111,6 +111,8 @@ impl Cluster {
                 auth_timeout: Duration::from_secs(1),
                 ..Limits::default()
             },
+            topic_policy: Default::default(),
+            presence: Default::default(),
             drain: Drain {
                 timeout: Duration::from_secs(10),
                 batch: 2,

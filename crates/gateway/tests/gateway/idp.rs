@@ -77,6 +77,7 @@ async fn identity_provider_tokens_are_verified_through_its_jwks() {
                 accept_any_audience: false,
                 max_lifetime: Duration::from_secs(3600),
                 leeway: Duration::ZERO,
+                roles_claim: "roles".into(),
             }
         })
         .await;

@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use crate::body;
 use crate::error::ApiError;
 
+pub mod events;
+
 pub const MAX_RECIPIENTS: usize = 1000;
 pub const MAX_TITLE_CHARS: usize = 255;
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
@@ -215,7 +217,7 @@ fn check_metadata_content(metadata: &str) -> Result<(), ApiError> {
 }
 
 /// Deepest nesting of objects and arrays in syntactically valid JSON.
-fn json_depth(json: &str) -> usize {
+pub(crate) fn json_depth(json: &str) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let (mut in_string, mut escaped) = (false, false);
     for byte in json.bytes() {

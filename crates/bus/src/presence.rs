@@ -1,0 +1,225 @@
+//! Who is subscribed to presence topics, across every gateway, kept in
+//! Redis so that any node (and the api) can answer, and so that a node that
+//! dies takes its entries with it.
+//!
+//! - `{prefix}presence:{topic}`: user -> connections on all nodes.
+//! - `{prefix}presence-node:{node}`: "topic\nuser" -> connections on that
+//!   node: what to take back when it dies.
+//! - `{prefix}nodes`: node -> when it is considered dead (Unix ms), pushed
+//!   forward by each node's heartbeat.
+//!
+//! Every change runs as one Lua script, so the per-topic totals and the
+//! per-node shares never disagree, and the script itself publishes
+//! `joined` when a user's total leaves zero and `left` when it returns to
+//! zero: nodes racing on the same user cannot both announce, or neither.
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
+
+use notify_protocol::ChannelNames;
+
+/// Changes per script call: bounds how long one call holds Redis.
+pub const MAX_CHANGES_PER_CALL: usize = 500;
+
+const FRAME: &str = r#"
+local function announce(prefix, topic, kind, user)
+  local frame = '{"type":"presence","topic":' .. cjson.encode(topic) ..
+    ',"' .. kind .. '":' .. cjson.encode(user) .. '}'
+  redis.call('PUBLISH', prefix .. 'topic:' .. topic, frame)
+end
+
+-- Adds `change` to the user's total in the topic, announcing a first
+-- arrival or a last departure.
+local function add(prefix, topic, user, change)
+  local key = prefix .. 'presence:' .. topic
+  local total = redis.call('HINCRBY', key, user, change)
+  if total <= 0 then
+    redis.call('HDEL', key, user)
+    if total - change > 0 then announce(prefix, topic, 'left', user) end
+  elseif total - change <= 0 then
+    announce(prefix, topic, 'joined', user)
+  end
+end
+"#;
+
+const REPORT: &str = r#"
+local prefix, node = ARGV[1], ARGV[2]
+local nodes = prefix .. 'nodes'
+-- A node its peers took for dead must report everything again, not deltas.
+if not redis.call('ZSCORE', nodes, node) then return 0 end
+redis.call('ZADD', nodes, ARGV[3], node)
+local node_key = prefix .. 'presence-node:' .. node
+for i = 4, #ARGV, 3 do
+  local topic, user = ARGV[i], ARGV[i + 1]
+  local field = topic .. '\n' .. user
+  local before = tonumber(redis.call('HGET', node_key, field) or '0')
+  local after = before + tonumber(ARGV[i + 2])
+  if after < 0 then after = 0 end
+  if after == 0 then
+    redis.call('HDEL', node_key, field)
+  else
+    redis.call('HSET', node_key, field, after)
+  end
+  if after ~= before then add(prefix, topic, user, after - before) end
+end
+return 1
+"#;
+
+const HEARTBEAT: &str = r#"
+local nodes = ARGV[1] .. 'nodes'
+local known = redis.call('ZSCORE', nodes, ARGV[2])
+redis.call('ZADD', nodes, ARGV[3], ARGV[2])
+if known then return 1 end
+-- New, or taken for dead: whatever it reported before is gone.
+redis.call('DEL', ARGV[1] .. 'presence-node:' .. ARGV[2])
+return 0
+"#;
+
+/// Takes back every entry of the nodes past their expiry (ARGV[2], Unix
+/// ms), or of the one node named in ARGV[3].
+const REAP: &str = r#"
+local prefix = ARGV[1]
+local nodes = prefix .. 'nodes'
+local dead
+if ARGV[3] then
+  dead = {ARGV[3]}
+else
+  dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. ARGV[2])
+end
+for _, node in ipairs(dead) do
+  local node_key = prefix .. 'presence-node:' .. node
+  local entries = redis.call('HGETALL', node_key)
+  for i = 1, #entries, 2 do
+    local field = entries[i]
+    local cut = string.find(field, '\n', 1, true)
+    if cut then
+      add(prefix, string.sub(field, 1, cut - 1), string.sub(field, cut + 1), -tonumber(entries[i + 1]))
+    end
+  end
+  redis.call('DEL', node_key)
+  redis.call('ZREM', nodes, node)
+end
+return #dead
+"#;
+
+/// One node's change to one user's connections in one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<'a> {
+    pub topic: &'a str,
+    pub user: &'a str,
+    pub delta: i64,
+}
+
+pub struct PresenceStore {
+    channels: ChannelNames,
+    report: Script,
+    heartbeat: Script,
+    reap: Script,
+}
+
+impl PresenceStore {
+    pub fn new(channels: ChannelNames) -> Self {
+        Self {
+            channels,
+            report: Script::new(&format!("{FRAME}{REPORT}")),
+            heartbeat: Script::new(HEARTBEAT),
+            reap: Script::new(&format!("{FRAME}{REAP}")),
+        }
+    }
+
+    /// Applies `changes` (at most [`MAX_CHANGES_PER_CALL`]) of `node`, and
+    /// keeps it alive until `expires_ms`. False when the node was not known
+    /// (never registered, or reaped): nothing was applied, and the node
+    /// must register with [`Self::heartbeat`] and report in full.
+    pub async fn report<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        node: &str,
+        expires_ms: u64,
+        changes: &[Change<'_>],
+    ) -> RedisResult<bool> {
+        let mut call = self.report.prepare_invoke();
+        call.arg(self.channels.prefix()).arg(node).arg(expires_ms);
+        for change in changes {
+            call.arg(change.topic).arg(change.user).arg(change.delta);
+        }
+        let applied: i64 = call.invoke_async(conn).await?;
+        Ok(applied == 1)
+    }
+
+    /// Keeps `node` alive until `expires_ms`; false when it was not known,
+    /// in which case its old entries were cleared and it must report in
+    /// full.
+    pub async fn heartbeat<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        node: &str,
+        expires_ms: u64,
+    ) -> RedisResult<bool> {
+        let known: i64 = self
+            .heartbeat
+            .prepare_invoke()
+            .arg(self.channels.prefix())
+            .arg(node)
+            .arg(expires_ms)
+            .invoke_async(conn)
+            .await?;
+        Ok(known == 1)
+    }
+
+    /// Removes the entries of every node that stopped beating before
+    /// `now_ms`, announcing who left; returns how many nodes.
+    pub async fn reap<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        now_ms: u64,
+    ) -> RedisResult<u64> {
+        self.reap
+            .prepare_invoke()
+            .arg(self.channels.prefix())
+            .arg(now_ms)
+            .invoke_async(conn)
+            .await
+    }
+
+    /// Removes `node` and its entries at once (it is shutting down).
+    pub async fn leave<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        node: &str,
+    ) -> RedisResult<()> {
+        let _: u64 = self
+            .reap
+            .prepare_invoke()
+            .arg(self.channels.prefix())
+            .arg(0)
+            .arg(node)
+            .invoke_async(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The users in `topic` with their connections, sorted by user id,
+    /// after removing dead nodes' entries.
+    pub async fn list<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        topic: &str,
+        now_ms: u64,
+    ) -> RedisResult<Vec<(String, u64)>> {
+        self.reap(conn, now_ms).await?;
+        let mut users: Vec<(String, u64)> = redis::cmd("HGETALL")
+            .arg(self.channels.presence(topic))
+            .query_async(conn)
+            .await?;
+        users.sort_unstable();
+        Ok(users)
+    }
+}
+
+/// Now, in Unix milliseconds: the unit of node expiries.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
