@@ -450,8 +450,14 @@ mod tests {
         };
         let default = verifier();
         let both = token(serde_json::json!({"roles": ["admin", "ops", "admin"], "groups": ["x"]}));
-        assert_eq!(roles(&both, &default).await, Ok(vec!["admin".into(), "ops".into()]));
-        assert_eq!(roles(&token(serde_json::json!({})), &default).await, Ok(vec![]));
+        assert_eq!(
+            roles(&both, &default).await,
+            Ok(vec!["admin".into(), "ops".into()])
+        );
+        assert_eq!(
+            roles(&token(serde_json::json!({})), &default).await,
+            Ok(vec![])
+        );
         let groups = JwtVerifier::new(&JwtConfig {
             roles_claim: "groups".into(),
             ..JwtConfig::hs256(b"secret".to_vec())
@@ -464,7 +470,11 @@ mod tests {
             serde_json::json!({"roles": ["has space"]}),
             serde_json::json!({"roles": (0..33).map(|i| format!("r{i}")).collect::<Vec<_>>()}),
         ] {
-            assert_eq!(roles(&token(bad.clone()), &default).await, Err(AuthError::Invalid), "{bad}");
+            assert_eq!(
+                roles(&token(bad.clone()), &default).await,
+                Err(AuthError::Invalid),
+                "{bad}"
+            );
         }
     }
 

@@ -17,14 +17,19 @@ use notify_testkit::{eventually, token, JWT_SECRET};
 use crate::helpers::*;
 
 /// A gateway as its own OS process.
-struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     child: Option<Child>,
     port: u16,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl GatewayProcess {
     async fn start(cluster: &Cluster) -> GatewayProcess {
+        Self::start_with(cluster, &[]).await
+    }
+
+    /// A gateway process with these extra environment variables.
+    pub(crate) async fn start_with(cluster: &Cluster, env: &[(&str, &str)]) -> GatewayProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -40,6 +45,7 @@ impl GatewayProcess {
             .env("DRAIN_INTERVAL_MS", "20")
             .env("GATEWAY_WORKERS", "1")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -56,7 +62,7 @@ impl GatewayProcess {
         gateway
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
             let ok = Command::new("kill")
                 .args([signal, &child.id().to_string()])

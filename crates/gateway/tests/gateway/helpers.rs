@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use notify_auth::{ApiKeys, JwtConfig};
+use std::sync::Arc;
+
+use notify_auth::{ApiKeys, JwtConfig, TopicPolicy};
 use notify_gateway::config::{Drain, Limits};
 use notify_testkit::{redis_url, token, unique, ws::WsClient, TestDb, JWT_SECRET};
 use serde_json::{json, Value};
@@ -58,6 +60,8 @@ pub struct Cluster {
     pub prefix: String,
     pub redis_url: String,
     pub api: String,
+    /// The topic policy of the api and of every gateway started here.
+    pub policy: Arc<TopicPolicy>,
 }
 
 impl Cluster {
@@ -70,22 +74,37 @@ impl Cluster {
         Self::start_custom(redis_url, |url| url.to_owned()).await
     }
 
+    /// An api and gateways that follow this topic policy (TOML).
+    pub async fn with_policy(policy: &str) -> Cluster {
+        let policy = Arc::new(TopicPolicy::from_toml(policy).expect("a valid policy"));
+        Self::start_full(redis_url(), |url| url.to_owned(), policy).await
+    }
+
     /// Like `start_on`, with the api reaching the database through the URL
     /// `api_database` makes of the real one.
     pub async fn start_custom(
         redis_url: String,
         api_database: impl FnOnce(&str) -> String,
     ) -> Cluster {
+        Self::start_full(redis_url, api_database, Arc::default()).await
+    }
+
+    async fn start_full(
+        redis_url: String,
+        api_database: impl FnOnce(&str) -> String,
+        policy: Arc<TopicPolicy>,
+    ) -> Cluster {
         notify_service::telemetry::init();
         let db = TestDb::create().await;
         let prefix = format!("{}:", unique("g"));
-        let config = notify_api::Config::for_tests(
+        let mut config = notify_api::Config::for_tests(
             api_database(&db.url),
             redis_url.clone(),
             jwt(),
             ApiKeys::parse(API_KEY),
             prefix.clone(),
         );
+        config.topic_policy = policy.clone();
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -94,6 +113,7 @@ impl Cluster {
             prefix,
             redis_url,
             api,
+            policy,
         }
     }
 
@@ -111,7 +131,7 @@ impl Cluster {
                 auth_timeout: Duration::from_secs(1),
                 ..Limits::default()
             },
-            topic_policy: Default::default(),
+            topic_policy: self.policy.clone(),
             presence: Default::default(),
             drain: Drain {
                 timeout: Duration::from_secs(10),

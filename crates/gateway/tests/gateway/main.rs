@@ -14,3 +14,4 @@ mod proxy_logs;
 mod resilience;
 mod resume;
 mod revoke;
+mod topics;
