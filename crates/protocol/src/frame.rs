@@ -270,6 +270,13 @@ pub fn notification_id(frame: &str) -> Option<u64> {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         return rest[..digits].parse().ok();
     }
+    // Every other frame the services write starts with its type: events
+    // and presence frames are not parsed for an id they cannot have.
+    if let Some(kind) = frame.strip_prefix(r#"{"type":""#) {
+        if !kind.starts_with(r#"notification""#) {
+            return None;
+        }
+    }
     #[derive(Deserialize)]
     struct Frame {
         #[serde(rename = "type")]
@@ -423,6 +430,14 @@ mod id_tests {
         );
         assert_eq!(notification_id(r#"{"type":"read","ids":[1]}"#), None);
         assert_eq!(notification_id("garbage"), None);
+        assert_eq!(
+            notification_id(r#"{"type":"event","event":"e","data":{"notification":{"id":1}}}"#),
+            None
+        );
+        assert_eq!(
+            notification_id(r#"{"type":"notification","x":1,"notification":{"id":9}}"#),
+            Some(9)
+        );
     }
 }
 
