@@ -269,7 +269,11 @@ impl Presence {
     }
 
     fn failed(&self, error: &dyn std::fmt::Display) {
-        if self.failures.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
+        if self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(100)
+        {
             tracing::warn!(%error, "could not update presence in Redis; retrying");
         }
     }
