@@ -13,6 +13,8 @@
 //! | `JWT_LEEWAY_SECS` | `0` (at most 300) | clock leeway for `exp`, `nbf` and the maximum lifetime, the same everywhere |
 //! | `WEBHOOK_API_KEYS` | required unless signing secrets are set | comma-separated keys for server-to-server calls, at least 24 characters each |
 //! | `WEBHOOK_SIGNING_SECRETS` | unset | `name=whsec_<base64>` entries (comma or space separated; a name may repeat while rotating) for Standard Webhooks signatures |
+//! | `JWT_ROLES_CLAIM` | `roles` | the claim holding a token's roles (an array of strings) |
+//! | `TOPIC_POLICY` | unset (any user may subscribe to any topic, no client may publish, no presence) | the topic policy file (TOML, or JSON by its `.json` extension); here it decides which topics' presence can be listed |
 //! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest validity of a user token: tokens whose `exp` is further away are refused; a user disconnect refuses that user's earlier tokens for this long |
 //! | `CORS_ALLOWED_ORIGINS` | unset | comma-separated origins whose browsers may call the feed endpoints; none when unset |
 //! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |

@@ -29,7 +29,8 @@
 //! | `GATEWAY_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `4` | MySQL connections per node |
 //! | `REDIS_POOL_SIZE` | `4` | Redis connections to publish read marks and check revocations |
-//! | `TOPIC_POLICY`, `JWT_ROLES_CLAIM` | none (any user may subscribe to any topic, no client may publish), `roles` | as for the api: the topic policy file, and the claim holding a token's roles |
+//! | `TOPIC_POLICY` | unset (any user may subscribe to any topic, no client may publish, no presence) | the topic policy file, the same as the api's |
+//! | `JWT_ROLES_CLAIM` | `roles` | the claim holding a token's roles |
 //! | `MAX_TOPICS_PER_CONNECTION` | `100` | topics one connection may subscribe to |
 //! | `PRESENCE_HEARTBEAT_MS` | `10000` | how often the node refreshes its presence entries; a dead node's disappear within two intervals |
 //! | `PRESENCE_GRACE_MS` | `3000` | how long a user's last connection in a presence topic counts after it leaves, so reconnects do not show as leave and join |

@@ -120,7 +120,8 @@ impl Subscriber {
         // Everything marked before now is covered by this full pass.
         self.registry.interest().take();
         call(sink.subscribe(self.channels.control())).await?;
-        let wanted = self.wanted();
+        let mut wanted = self.wanted();
+        wanted.sort_by_key(|channel| matches!(channel, Channel::User(_)));
         self.subscribe(&mut sink, &wanted, &mut held).await?;
         *last_heard = Instant::now();
         self.status.connected.store(true, Ordering::Relaxed);
@@ -269,6 +270,9 @@ impl Subscriber {
             }
         }
         self.confirm(&already, true);
+        // Role and everyone channels first: a connection is greeted once its
+        // user channel is confirmed, and by then those are too.
+        add.sort_by_key(|channel| matches!(channel, Channel::User(_)));
         self.subscribe(sink, &add, held).await?;
         for chunk in remove.chunks(CHUNK) {
             let names: Vec<String> = chunk.iter().map(|c| c.name(&self.channels)).collect();
