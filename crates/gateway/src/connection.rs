@@ -57,7 +57,9 @@ pub async fn run(
     open: OpenSocket,
     mut session: Session,
     mut stream: AggregatedMessageStream,
-    claims: Option<Claims>,
+    // Boxed: a future keeps its arguments for its whole life, and most
+    // of this one's life is spent serving, long after the claims are used.
+    claims: Option<Box<Claims>>,
     after: Option<u64>,
 ) {
     let node = open.0.clone();
@@ -65,7 +67,7 @@ pub async fn run(
     // count too.
     let mut budget = FrameBudget::new();
     let mut claims = match claims {
-        Some(claims) => claims,
+        Some(claims) => *claims,
         None => match Box::pin(authenticate(&node, &mut session, &mut stream, &mut budget)).await {
             Ok(claims) => claims,
             Err(End::Gone) => return,
@@ -122,7 +124,7 @@ pub async fn run(
 
 async fn serve(
     node: &Node,
-    who: Who<'_>,
+    mut who: Who<'_>,
     queue: &Arc<SendQueue>,
     session: &mut Session,
     stream: &mut AggregatedMessageStream,
@@ -139,7 +141,6 @@ async fn serve(
     let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
     heartbeat.reset();
-    let mut who = who;
     loop {
         // Flush first: a change may have been signalled while this task was
         // busy elsewhere.
@@ -226,8 +227,9 @@ async fn serve(
                             Err(end) => return end,
                         }
                     }
-                    Reply::TopicRefused(topic, error) => {
-                        match refused(node, &error, Some(&topic), &mut invalid_frames) {
+                    Reply::TopicRefused(refusal) => {
+                        let (topic, error) = &*refusal;
+                        match refused(node, error, Some(topic), &mut invalid_frames) {
                             Ok(frame) => frame,
                             Err(end) => return end,
                         }

@@ -16,8 +16,9 @@ pub(crate) enum Reply {
     Resume(u64),
     /// A valid newer token for the same user arrived.
     Refreshed(Token),
-    /// A topic request was refused; the error frame names the topic.
-    TopicRefused(String, FrameError),
+    /// A topic request was refused; the error frame names the topic
+    /// (boxed: rare, and it would widen every connection's task).
+    TopicRefused(Box<(String, FrameError)>),
 }
 
 /// What a connection keeps of the token it runs on.
@@ -29,7 +30,7 @@ pub(crate) struct Token {
     pub(crate) issued: Option<u64>,
     pub(crate) id: Option<Box<str>>,
     /// What the topic policy grants.
-    pub(crate) roles: Vec<String>,
+    pub(crate) roles: Box<[String]>,
 }
 
 impl From<Claims> for Token {
@@ -38,7 +39,7 @@ impl From<Claims> for Token {
             expires: claims.exp,
             issued: claims.iat,
             id: claims.jti.map(String::into_boxed_str),
-            roles: claims.roles,
+            roles: claims.roles.into_boxed_slice(),
         }
     }
 }

@@ -129,7 +129,13 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         .max_continuation_size(limit);
     // The message stream is not Send: the task stays on this worker thread.
     let open = OpenSocket::new(node.into_inner());
-    rt::spawn(connection::run(open, session, stream, claims, after));
+    rt::spawn(connection::run(
+        open,
+        session,
+        stream,
+        claims.map(Box::new),
+        after,
+    ));
     response
 }
 

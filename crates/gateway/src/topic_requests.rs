@@ -70,9 +70,9 @@ pub(crate) async fn handle(
     who: &Who<'_>,
     queue: &Arc<SendQueue>,
     held: &mut Held,
-    request: TopicRequest,
+    request: Box<TopicRequest>,
 ) -> Reply {
-    let (topic, result) = match request {
+    let (topic, result) = match *request {
         TopicRequest::Subscribe { topic } => {
             let result = subscribe(node, who, queue, held, &topic).await;
             (topic, result)
@@ -88,7 +88,7 @@ pub(crate) async fn handle(
     };
     match result {
         Ok(reply) => reply,
-        Err(error) => Reply::TopicRefused(topic, error),
+        Err(error) => Reply::TopicRefused(Box::new((topic, error))),
     }
 }
 

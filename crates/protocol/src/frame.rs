@@ -32,8 +32,9 @@ pub enum ClientFrame {
     Refresh {
         token: String,
     },
-    /// Subscribing, unsubscribing and publishing to topics.
-    Topic(TopicRequest),
+    /// Subscribing, unsubscribing and publishing to topics (boxed: the
+    /// largest variant, and every connection's task has room for a frame).
+    Topic(Box<TopicRequest>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -184,11 +185,15 @@ impl ClientFrame {
             }
             Some("subscribe") => {
                 let Topic { topic } = serde_json::from_str(text).map_err(invalid)?;
-                Ok(ClientFrame::Topic(TopicRequest::Subscribe { topic }))
+                Ok(ClientFrame::Topic(Box::new(TopicRequest::Subscribe {
+                    topic,
+                })))
             }
             Some("unsubscribe") => {
                 let Topic { topic } = serde_json::from_str(text).map_err(invalid)?;
-                Ok(ClientFrame::Topic(TopicRequest::Unsubscribe { topic }))
+                Ok(ClientFrame::Topic(Box::new(TopicRequest::Unsubscribe {
+                    topic,
+                })))
             }
             Some("publish") => {
                 let Publish { topic, event, data } = serde_json::from_str(text).map_err(invalid)?;
@@ -197,11 +202,11 @@ impl ClientFrame {
                         "an event name is 1 to 128 characters of A-Z a-z 0-9 _ . : / -".into(),
                     ));
                 }
-                Ok(ClientFrame::Topic(TopicRequest::Publish {
+                Ok(ClientFrame::Topic(Box::new(TopicRequest::Publish {
                     topic,
                     event,
                     data: RawJson(data),
-                }))
+                })))
             }
             Some(_) => Err(FrameError::UnknownType),
             None => Err(FrameError::Invalid("missing \"type\"".into())),
@@ -315,15 +320,16 @@ mod tests {
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"subscribe","topic":"status"}"#),
-            Ok(ClientFrame::Topic(TopicRequest::Subscribe {
+            Ok(ClientFrame::Topic(Box::new(TopicRequest::Subscribe {
                 topic: "status".into()
-            }))
+            })))
         );
-        let Ok(ClientFrame::Topic(TopicRequest::Publish { topic, event, data })) =
-            ClientFrame::parse(
-                r#"{"type":"publish","topic":"status","event":"admin:refresh","data":{"a": [1]}}"#,
-            )
-        else {
+        let Ok(ClientFrame::Topic(request)) = ClientFrame::parse(
+            r#"{"type":"publish","topic":"status","event":"admin:refresh","data":{"a": [1]}}"#,
+        ) else {
+            panic!("publish frame")
+        };
+        let TopicRequest::Publish { topic, event, data } = *request else {
             panic!("publish frame")
         };
         assert_eq!(
