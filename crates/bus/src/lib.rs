@@ -9,7 +9,7 @@ pub mod replay;
 pub mod revocation;
 pub mod token_gate;
 
-pub use pool::{build_pool, ping, BusError, RedisPool};
+pub use pool::{build_pool, ping, BusError, RedisConnection, RedisPool};
 pub use presence::PresenceStore;
 pub use publisher::{
     publish_now, PublishStats, PublishedBatches, Publisher, QueueLimits, MAX_PIPELINE,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use deadpool_redis::{Config, Pool, Runtime};
 
 pub type RedisPool = Pool;
+/// A connection taken from the pool, returned to it when dropped.
+pub type RedisConnection = deadpool_redis::Connection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -10,14 +10,16 @@ use notify_protocol::names::valid_topic;
 use notify_protocol::topic_event::{event_id, EventAudience, TopicEvent};
 use serde_json::value::RawValue;
 
+use notify_bus::RedisConnection;
+
 use crate::auth::Credentials;
 use crate::body::{self, MAX_BODY_BYTES};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validation::events::{Audience, CheckedEvent, EventRequest};
 
-/// Longest wait for Redis to take an event.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for Redis to answer one request's calls.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Commands per pipeline when an event goes to many users.
 const PIPELINE: usize = notify_bus::MAX_PIPELINE;
 
@@ -75,34 +77,48 @@ async fn publish(
         Audience::Users(users) => users.iter().map(|u| channels.user(u)).collect(),
         Audience::All => vec![channels.all()],
     };
-    let send = async {
-        let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
+    let retain = match &checked.audience {
+        Audience::Topic {
+            topic,
+            retain: true,
+        } => Some(channels.snapshot(topic)),
+        _ => None,
+    };
+    redis_call(state, "publish an event", async |mut conn| {
         for chunk in names.chunks(PIPELINE) {
             let mut pipe = redis::pipe();
-            if let Audience::Topic {
-                topic,
-                retain: true,
-            } = &checked.audience
-            {
-                pipe.atomic().set(channels.snapshot(topic), frame);
+            if let Some(key) = &retain {
+                pipe.atomic().set(key, frame);
             }
             for name in chunk {
                 pipe.publish(name, frame);
             }
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
+            pipe.query_async::<()>(&mut conn).await?;
         }
-        Ok::<_, String>(())
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `call` on a pooled Redis connection within [`REDIS_TIMEOUT`]; any
+/// failure is logged and answered 503.
+async fn redis_call<T>(
+    state: &AppState,
+    what: &str,
+    call: impl AsyncFnOnce(RedisConnection) -> redis::RedisResult<T>,
+) -> Result<T, ApiError> {
+    let attempt = async {
+        let conn = state.redis.get().await.map_err(|e| e.to_string())?;
+        call(conn).await.map_err(|e| e.to_string())
     };
-    match tokio::time::timeout(PUBLISH_TIMEOUT, send).await {
-        Ok(Ok(())) => Ok(()),
+    match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => {
-            tracing::warn!(%error, "could not publish an event");
+            tracing::warn!(%error, "could not {what}");
             Err(ApiError::Unavailable)
         }
         Err(_) => {
-            tracing::warn!("Redis did not take an event in time");
+            tracing::warn!("Redis did not answer in time to {what}");
             Err(ApiError::Unavailable)
         }
     }
@@ -135,18 +151,15 @@ pub async fn clear_snapshot(
 ) -> Result<HttpResponse, ApiError> {
     authorised(&req, &state).await?;
     let topic = topic_of(&path)?;
-    let clear = async {
-        let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
+    let key = state.channels.snapshot(topic);
+    redis_call(&state, "clear a snapshot", async |mut conn| {
         redis::cmd("DEL")
-            .arg(state.channels.snapshot(topic))
+            .arg(&key)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(PUBLISH_TIMEOUT, clear).await {
-        Ok(Ok(())) => Ok(HttpResponse::NoContent().finish()),
-        _ => Err(ApiError::Unavailable),
-    }
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /v1/topics/{topic}/presence`: who is subscribed, on every node.
@@ -161,22 +174,11 @@ pub async fn presence(
     if !state.policy.rule(topic, "").presence {
         return Err(ApiError::PresenceDisabled);
     }
-    let list = async {
-        let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
-        state
-            .presence
-            .list(&mut conn, topic, notify_bus::presence::now_ms())
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let users = match tokio::time::timeout(PUBLISH_TIMEOUT, list).await {
-        Ok(Ok(users)) => users,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "could not read presence");
-            return Err(ApiError::Unavailable);
-        }
-        Err(_) => return Err(ApiError::Unavailable),
-    };
+    let users = redis_call(&state, "read presence", async |mut conn| {
+        let now = notify_bus::presence::now_ms();
+        state.presence.list(&mut conn, topic, now).await
+    })
+    .await?;
     let count = users.len();
     let users: Vec<serde_json::Value> = users
         .into_iter()

@@ -16,12 +16,13 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix_web::rt;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use notify_auth::{jwt::sign_hs256, Claims};
+use notify_bench::{cpu_secs, env_or, now_us, paced, percentile, post_accepted};
 use serde::Deserialize;
 
 #[derive(Default)]
@@ -50,45 +51,6 @@ struct Note {
 #[derive(Deserialize)]
 struct Meta {
     sent_us: u64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|e| anyhow::anyhow!("{name}: {e}")),
-        _ => Ok(default),
-    }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 #[actix_web::main]
@@ -181,7 +143,6 @@ async fn main() -> anyhow::Result<()> {
     let connect_secs = started.elapsed().as_secs_f64();
     eprintln!("connected {connected} users in {connect_secs:.1} s");
 
-    // Open-loop pacing: sender k owns the sends k, k + SENDERS, ...
     let http = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .connector(awc::Connector::new().limit(senders as usize))
@@ -189,56 +150,33 @@ async fn main() -> anyhow::Result<()> {
     let total = rate * duration;
     let cpu_before = cpu_secs();
     let t0 = Instant::now();
-    let mut workers = Vec::new();
-    for k in 0..senders {
-        let http = http.clone();
+    let url = Rc::new(format!("{target}/v1/notifications"));
+    let api_key = Rc::new(api_key);
+    let send = {
         let stats = stats.clone();
-        let url = format!("{target}/v1/notifications");
-        let api_key = api_key.clone();
-        workers.push(rt::spawn(async move {
-            let mut j = k;
-            while j < total {
-                let due = t0 + Duration::from_micros(j * 1_000_000 / rate);
-                let now = Instant::now();
-                if due > now {
-                    actix_web::rt::time::sleep_until(due.into()).await;
-                } else {
-                    let lag = (now - due).as_millis() as u64;
-                    let mut s = stats.borrow_mut();
-                    s.max_lag_ms = s.max_lag_ms.max(lag);
-                }
+        move |j: u64| {
+            let (http, stats, url, api_key) =
+                (http.clone(), stats.clone(), url.clone(), api_key.clone());
+            async move {
                 let user = format!("bench-{run}-{}", fastrand(j) % users as u64);
                 let body = format!(
                     r#"{{"recipients":["{user}"],"type":"bench","title":"b","message":"m","metadata":{{"sent_us":{}}}}}"#,
                     now_us()
                 );
-                let response = http
-                    .post(&url)
-                    .insert_header(("x-api-key", api_key.as_str()))
-                    .insert_header(("content-type", "application/json"))
-                    .send_body(body)
-                    .await;
-                match response {
-                    Ok(mut r) if r.status().as_u16() == 202 => {
-                        let body = r.body().await.unwrap_or_default();
-                        let id = serde_json::from_slice::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v["ids"][0].as_u64());
-                        let mut s = stats.borrow_mut();
-                        match id {
-                            Some(id) => s.sent.push(id),
-                            None => s.send_errors += 1,
-                        }
-                    }
-                    _ => stats.borrow_mut().send_errors += 1,
+                let id = post_accepted(&http, &url, &api_key, body)
+                    .await
+                    .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                    .and_then(|v| v["ids"][0].as_u64());
+                let mut s = stats.borrow_mut();
+                match id {
+                    Some(id) => s.sent.push(id),
+                    None => s.send_errors += 1,
                 }
-                j += senders;
             }
-        }));
-    }
-    for worker in workers {
-        let _ = worker.await;
-    }
+        }
+    };
+    let max_lag = paced(rate, total, senders, send).await;
+    stats.borrow_mut().max_lag_ms = max_lag;
     let send_secs = t0.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(grace);
     while Instant::now() < deadline {

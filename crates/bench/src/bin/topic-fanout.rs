@@ -20,12 +20,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix_web::rt;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use notify_auth::{jwt::sign_hs256, Claims};
+use notify_bench::{cpu_secs, env_or, now_us, paced, percentile, post_accepted};
 
 #[derive(Default)]
 struct Stats {
@@ -37,45 +38,6 @@ struct Stats {
     max_lag_ms: u64,
     /// Subscribers per gateway node, from their `welcome`.
     nodes: HashMap<String, usize>,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|e| anyhow::anyhow!("{name}: {e}")),
-        _ => Ok(default),
-    }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
 /// The string value of `"key":"…"` in `frame`.
@@ -207,7 +169,6 @@ async fn main() -> anyhow::Result<()> {
     let connect_secs = started.elapsed().as_secs_f64();
     eprintln!("{ready} subscribers connected and subscribed in {connect_secs:.1} s");
 
-    // Open-loop pacing: sender k owns the sends k, k + SENDERS, ...
     let http = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .connector(awc::Connector::new().limit(senders as usize))
@@ -215,54 +176,35 @@ async fn main() -> anyhow::Result<()> {
     let total = rate * duration;
     let cpu_before = cpu_secs();
     let t0 = Instant::now();
-    let mut workers = Vec::new();
-    for k in 0..senders {
-        let http = http.clone();
-        let stats = stats.clone();
-        let url = format!("{api}/v1/events");
-        let api_key = api_key.clone();
-        let topic = topic.clone();
-        workers.push(rt::spawn(async move {
-            let mut j = k;
-            while j < total {
-                let due = t0 + Duration::from_micros(j * 1_000_000 / rate);
-                let now = Instant::now();
-                if due > now {
-                    actix_web::rt::time::sleep_until(due.into()).await;
-                } else {
-                    let lag = (now - due).as_millis() as u64;
-                    let mut s = stats.borrow_mut();
-                    s.max_lag_ms = s.max_lag_ms.max(lag);
-                }
+    let url = Rc::new(format!("{api}/v1/events"));
+    let api_key = Rc::new(api_key);
+    let send = {
+        let (stats, topic) = (stats.clone(), Rc::new(topic.clone()));
+        move |_| {
+            let (http, stats, url, api_key, topic) = (
+                http.clone(),
+                stats.clone(),
+                url.clone(),
+                api_key.clone(),
+                topic.clone(),
+            );
+            async move {
                 let body = format!(
                     r#"{{"event":"bench","topic":"{topic}","data":{{"sent_us":{}}}}}"#,
                     now_us()
                 );
-                let response = http
-                    .post(&url)
-                    .insert_header(("x-api-key", api_key.as_str()))
-                    .insert_header(("content-type", "application/json"))
-                    .send_body(body)
-                    .await;
-                match response {
-                    Ok(mut r) if r.status().as_u16() == 202 => {
-                        let body = r.body().await.unwrap_or_default();
-                        let text = String::from_utf8_lossy(&body);
-                        let mut s = stats.borrow_mut();
-                        match string_field(&text, "id") {
-                            Some(id) => s.sent.push(id.to_owned()),
-                            None => s.send_errors += 1,
-                        }
-                    }
-                    _ => stats.borrow_mut().send_errors += 1,
+                let reply = post_accepted(&http, &url, &api_key, body).await;
+                let text = reply.map(|body| String::from_utf8_lossy(&body).into_owned());
+                let mut s = stats.borrow_mut();
+                match text.as_deref().and_then(|t| string_field(t, "id")) {
+                    Some(id) => s.sent.push(id.to_owned()),
+                    None => s.send_errors += 1,
                 }
-                j += senders;
             }
-        }));
-    }
-    for worker in workers {
-        let _ = worker.await;
-    }
+        }
+    };
+    let max_lag = paced(rate, total, senders, send).await;
+    stats.borrow_mut().max_lag_ms = max_lag;
     let send_secs = t0.elapsed().as_secs_f64();
     let expected = |s: &Stats| s.sent.len() as u64 * ready as u64;
     let deadline = Instant::now() + Duration::from_secs(grace);
