@@ -79,3 +79,27 @@ async fn ready_when_both_are_up() {
         serde_json::json!({"status": "ready", "mysql": "up", "redis": "up"})
     );
 }
+
+#[actix_web::test]
+async fn events_with_redis_down_are_503_and_retain_nothing() {
+    // Nothing listens on port 1.
+    let app = TestApp::spawn_with(|config| config.redis_url = "redis://127.0.0.1:1".into()).await;
+    let reply = app
+        .send(
+            "/v1/events",
+            r#"{"event":"service:status","topic":"status","retain":true,"data":{}}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.code(), "service_unavailable");
+    assert!(reply.headers.contains_key("retry-after"));
+    let reply = app
+        .request(
+            "DELETE",
+            "/v1/topics/status/snapshot",
+            &[("x-api-key", crate::helpers::API_KEY)],
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}
