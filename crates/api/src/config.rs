@@ -15,6 +15,8 @@
 //! | `WEBHOOK_SIGNING_SECRETS` | unset | `name=whsec_<base64>` entries (comma or space separated; a name may repeat while rotating) for Standard Webhooks signatures |
 //! | `JWT_ROLES_CLAIM` | `roles` | the claim holding a token's roles (an array of strings) |
 //! | `TOPIC_POLICY` | unset (any user may subscribe to any topic, no client may publish, no presence) | the topic policy file (TOML, or JSON by its `.json` extension); here it decides which topics' presence can be listed |
+//! | `CONNECTION_LOG_RETENTION_DAYS` | `30` | `connection_logs` rows older than this are deleted (in batches, every minute) |
+//! | `NODE_SWEEP_SECS` | `5` | how often the api closes the connection log rows (`node_lost`) and removes the live sessions of gateways that died |
 //! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest validity of a user token: tokens whose `exp` is further away are refused; a user disconnect refuses that user's earlier tokens for this long |
 //! | `CORS_ALLOWED_ORIGINS` | unset | comma-separated origins whose browsers may call the feed endpoints; none when unset |
 //! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |
@@ -75,6 +77,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Which topics track presence (for listing it).
     pub topic_policy: Arc<TopicPolicy>,
+    /// Connection log rows older than this are deleted.
+    pub connection_log_retention: Duration,
+    /// How often the rows and sessions of gateways that died are closed.
+    pub node_sweep_every: Duration,
 }
 
 impl Config {
@@ -117,6 +123,8 @@ impl Config {
             },
             trusted_proxies: notify_service::client::default_trusted_proxies(),
             topic_policy: Arc::default(),
+            connection_log_retention: Duration::from_secs(30 * 86_400),
+            node_sweep_every: Duration::from_millis(200),
         }
     }
 
@@ -157,6 +165,15 @@ impl Config {
             },
             trusted_proxies: trusted_proxies()?,
             topic_policy: topic_policy()?,
+            connection_log_retention: Duration::from_secs(
+                parsed::<u64>("CONNECTION_LOG_RETENTION_DAYS")?
+                    .unwrap_or(30)
+                    .clamp(1, 36_500)
+                    * 86_400,
+            ),
+            node_sweep_every: Duration::from_secs(
+                parsed::<u64>("NODE_SWEEP_SECS")?.unwrap_or(5).max(1),
+            ),
         })
     }
 }

@@ -120,6 +120,22 @@ impl Application {
             refusals: Default::default(),
             policy: config.topic_policy.clone(),
             presence: notify_bus::PresenceStore::new(channels.clone()),
+            sessions: notify_bus::SessionStore::new(channels.clone()),
+            nodes: notify_bus::NodeStore::new(channels.clone()),
+        });
+        let kept = state.clone();
+        let (retention, keep_every) = (config.connection_log_retention, config.node_sweep_every);
+        let keeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(keep_every);
+            let mut purged_at = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                housekeeping::close_lost_connections(&kept).await;
+                if purged_at.elapsed() >= Duration::from_secs(60) {
+                    purged_at = tokio::time::Instant::now();
+                    housekeeping::purge_connection_logs(&kept.db, retention).await;
+                }
+            }
         });
         let pruned = state.clone();
         let pruner = tokio::spawn(async move {
@@ -177,7 +193,7 @@ impl Application {
             publisher: publisher_handle,
             publisher_task,
             forget_published,
-            background: vec![sweeper, pruner],
+            background: vec![sweeper, pruner, keeper],
         })
     }
 

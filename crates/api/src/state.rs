@@ -31,6 +31,10 @@ pub struct AppState {
     /// Which topics track presence.
     pub policy: Arc<TopicPolicy>,
     pub presence: notify_bus::PresenceStore,
+    /// Users' live sessions on every gateway.
+    pub sessions: notify_bus::SessionStore,
+    /// Which gateway processes are alive.
+    pub nodes: notify_bus::NodeStore,
 }
 
 impl AppState {

@@ -4,9 +4,7 @@
 //!
 //! - `{prefix}presence:{topic}`: user -> connections on all nodes.
 //! - `{prefix}presence-node:{node}`: "topic\nuser" -> connections on that
-//!   node: what to take back when it dies.
-//! - `{prefix}nodes`: node -> when it is considered dead (Unix ms), pushed
-//!   forward by each node's heartbeat.
+//!   node: what to take back when it dies ([`crate::nodes`]).
 //!
 //! Every change runs as one Lua script, so the per-topic totals and the
 //! per-node shares never disagree, and the script itself publishes
@@ -18,10 +16,14 @@ use redis::{RedisResult, Script};
 
 use notify_protocol::ChannelNames;
 
+use crate::nodes::NodeStore;
+
 /// Changes per script call: bounds how long one call holds Redis.
 pub const MAX_CHANGES_PER_CALL: usize = 500;
 
-const FRAME: &str = r#"
+/// Lua: `add(prefix, topic, user, change)`, shared with the reaping of
+/// dead nodes.
+pub(crate) const ADD_PRESENCE: &str = r#"
 local function announce(prefix, topic, kind, user)
   local frame = '{"type":"presence","topic":' .. cjson.encode(topic) ..
     ',"' .. kind .. '":' .. cjson.encode(user) .. '}'
@@ -65,43 +67,6 @@ end
 return 1
 "#;
 
-const HEARTBEAT: &str = r#"
-local nodes = ARGV[1] .. 'nodes'
-local known = redis.call('ZSCORE', nodes, ARGV[2])
-redis.call('ZADD', nodes, ARGV[3], ARGV[2])
-if known then return 1 end
--- New, or taken for dead: whatever it reported before is gone.
-redis.call('DEL', ARGV[1] .. 'presence-node:' .. ARGV[2])
-return 0
-"#;
-
-/// Takes back every entry of the nodes past their expiry (ARGV[2], Unix
-/// ms), or of the one node named in ARGV[3].
-const REAP: &str = r#"
-local prefix = ARGV[1]
-local nodes = prefix .. 'nodes'
-local dead
-if ARGV[3] then
-  dead = {ARGV[3]}
-else
-  dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. ARGV[2])
-end
-for _, node in ipairs(dead) do
-  local node_key = prefix .. 'presence-node:' .. node
-  local entries = redis.call('HGETALL', node_key)
-  for i = 1, #entries, 2 do
-    local field = entries[i]
-    local cut = string.find(field, '\n', 1, true)
-    if cut then
-      add(prefix, string.sub(field, 1, cut - 1), string.sub(field, cut + 1), -tonumber(entries[i + 1]))
-    end
-  end
-  redis.call('DEL', node_key)
-  redis.call('ZREM', nodes, node)
-end
-return #dead
-"#;
-
 /// One node's change to one user's connections in one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change<'a> {
@@ -113,24 +78,22 @@ pub struct Change<'a> {
 pub struct PresenceStore {
     channels: ChannelNames,
     report: Script,
-    heartbeat: Script,
-    reap: Script,
+    nodes: NodeStore,
 }
 
 impl PresenceStore {
     pub fn new(channels: ChannelNames) -> Self {
         Self {
-            channels,
-            report: Script::new(&format!("{FRAME}{REPORT}")),
-            heartbeat: Script::new(HEARTBEAT),
-            reap: Script::new(&format!("{FRAME}{REAP}")),
+            channels: channels.clone(),
+            report: Script::new(&format!("{ADD_PRESENCE}{REPORT}")),
+            nodes: NodeStore::new(channels.clone()),
         }
     }
 
     /// Applies `changes` (at most [`MAX_CHANGES_PER_CALL`]) of `node`, and
     /// keeps it alive until `expires_ms`. False when the node was not known
     /// (never registered, or reaped): nothing was applied, and the node
-    /// must register with [`Self::heartbeat`] and report in full.
+    /// must register with [`NodeStore::heartbeat`] and report in full.
     pub async fn report<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -147,58 +110,6 @@ impl PresenceStore {
         Ok(applied == 1)
     }
 
-    /// Keeps `node` alive until `expires_ms`; false when it was not known,
-    /// in which case its old entries were cleared and it must report in
-    /// full.
-    pub async fn heartbeat<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        node: &str,
-        expires_ms: u64,
-    ) -> RedisResult<bool> {
-        let known: i64 = self
-            .heartbeat
-            .prepare_invoke()
-            .arg(self.channels.prefix())
-            .arg(node)
-            .arg(expires_ms)
-            .invoke_async(conn)
-            .await?;
-        Ok(known == 1)
-    }
-
-    /// Removes the entries of every node that stopped beating before
-    /// `now_ms`, announcing who left; returns how many nodes.
-    pub async fn reap<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        now_ms: u64,
-    ) -> RedisResult<u64> {
-        self.reap
-            .prepare_invoke()
-            .arg(self.channels.prefix())
-            .arg(now_ms)
-            .invoke_async(conn)
-            .await
-    }
-
-    /// Removes `node` and its entries at once (it is shutting down).
-    pub async fn leave<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        node: &str,
-    ) -> RedisResult<()> {
-        let _: u64 = self
-            .reap
-            .prepare_invoke()
-            .arg(self.channels.prefix())
-            .arg(0)
-            .arg(node)
-            .invoke_async(conn)
-            .await?;
-        Ok(())
-    }
-
     /// The users in `topic` with their connections, sorted by user id,
     /// after removing dead nodes' entries.
     pub async fn list<C: ConnectionLike + Send>(
@@ -207,7 +118,7 @@ impl PresenceStore {
         topic: &str,
         now_ms: u64,
     ) -> RedisResult<Vec<(String, u64)>> {
-        self.reap(conn, now_ms).await?;
+        self.nodes.reap(conn, now_ms).await?;
         let mut users: Vec<(String, u64)> = redis::cmd("HGETALL")
             .arg(self.channels.presence(topic))
             .query_async(conn)
@@ -217,9 +128,4 @@ impl PresenceStore {
     }
 }
 
-/// Now, in Unix milliseconds: the unit of node expiries.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::nodes::now_ms;

@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use actix_ws::Session;
 use chrono::{NaiveDateTime, TimeDelta};
 use notify_protocol::{Event, ServerFrame};
 use notify_store::{DbPool, Notification};
 
 use crate::connection::{Sent, State, Who};
 use crate::node::Node;
-use crate::socket::{write, End};
+use crate::socket::{End, Socket};
 
 /// First wait before a failed catch-up is tried again; it doubles per
 /// failure.
@@ -88,9 +87,9 @@ pub(crate) async fn catch_up(
     who: &Who<'_>,
     catchup: Catchup,
     state: &mut State,
-    session: &mut Session,
+    socket: &mut Socket,
 ) -> Result<(), End> {
-    match backfill(node, who, catchup, &mut state.sent, session).await? {
+    match backfill(node, who, catchup, &mut state.sent, socket).await? {
         Ok(()) => Ok(()),
         Err(error) => {
             tracing::warn!(%error, "could not read missed notifications, trying again");
@@ -116,10 +115,10 @@ pub(crate) async fn retry_catch_up(
     who: &Who<'_>,
     mut retry: Retry,
     state: &mut State,
-    session: &mut Session,
+    socket: &mut Socket,
 ) -> Result<(), End> {
     for catchup in retry.catchups() {
-        if let Err(error) = backfill(node, who, catchup, &mut state.sent, session).await? {
+        if let Err(error) = backfill(node, who, catchup, &mut state.sent, socket).await? {
             if retry.attempts + 1 >= CATCHUP_ATTEMPTS {
                 tracing::warn!(%error, "could not read missed notifications, giving up");
                 let frame = ServerFrame::Error {
@@ -128,7 +127,7 @@ pub(crate) async fn retry_catch_up(
                     topic: None,
                 }
                 .to_frame();
-                return write(node, session.text(frame)).await;
+                return socket.text(node, frame).await;
             }
             retry.attempts += 1;
             retry.schedule();
@@ -148,7 +147,7 @@ async fn backfill(
     who: &Who<'_>,
     catchup: Catchup,
     sent: &mut Sent,
-    session: &mut Session,
+    socket: &mut Socket,
 ) -> Result<Result<(), notify_store::StoreError>, End> {
     let missed = {
         let _turn = who.registration.db_turn().await;
@@ -170,21 +169,15 @@ async fn backfill(
             notification: row.into_wire(),
         }
         .to_frame();
-        write(node, session.text(frame)).await?;
+        socket.text(node, frame).await?;
         count += 1;
     }
-    write(
-        node,
-        session.text(
-            ServerFrame::Resumed {
-                count,
-                truncated,
-                oldest_id: oldest,
-            }
-            .to_frame(),
-        ),
-    )
-    .await?;
+    let resumed = ServerFrame::Resumed {
+        count,
+        truncated,
+        oldest_id: oldest,
+    };
+    socket.text(node, resumed.to_frame()).await?;
     Ok(Ok(()))
 }
 

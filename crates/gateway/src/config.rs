@@ -32,7 +32,9 @@
 //! | `TOPIC_POLICY` | unset (any user may subscribe to any topic, no client may publish, no presence) | the topic policy file, the same as the api's |
 //! | `JWT_ROLES_CLAIM` | `roles` | the claim holding a token's roles |
 //! | `MAX_TOPICS_PER_CONNECTION` | `100` | topics one connection may subscribe to |
-//! | `PRESENCE_HEARTBEAT_MS` | `10000` | how often the node refreshes its presence entries; a dead node's disappear within two intervals |
+//! | `NODE_HEARTBEAT_MS` | `10000` | how often the node renews its liveness in Redis; the live sessions and presence of a node that dies disappear within two intervals |
+//! | `CONNECTION_LOG` | `true` | write a `connection_logs` row per connection and refused attempt |
+//! | `CONNECTION_LOG_QUEUE` | `10000` | rows waiting for MySQL before new ones are dropped (and counted) |
 //! | `PRESENCE_GRACE_MS` | `3000` | how long a user's last connection in a presence topic counts after it leaves, so reconnects do not show as leave and join |
 //! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
 
@@ -91,13 +93,14 @@ impl Default for Limits {
     }
 }
 
-/// Timing of presence (see [`crate::presence`]).
+/// Timing of the node's state in Redis (see [`crate::liveness`]).
 #[derive(Clone, Debug)]
 pub struct Presence {
-    /// How often the node refreshes its liveness; its entries disappear
-    /// within two intervals of its death.
+    /// How often the node renews its liveness; its live sessions and
+    /// presence disappear within two intervals of its death.
     pub heartbeat: Duration,
-    /// How long a user's last connection counts after it leaves.
+    /// How long a user's last connection in a presence topic counts after
+    /// it leaves.
     pub grace: Duration,
 }
 
@@ -106,6 +109,23 @@ impl Default for Presence {
         Self {
             heartbeat: Duration::from_secs(10),
             grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The connection log (see [`crate::journal`]).
+#[derive(Clone, Debug)]
+pub struct ConnectionLog {
+    pub enabled: bool,
+    /// Rows that may wait for MySQL.
+    pub queue: usize,
+}
+
+impl Default for ConnectionLog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue: 10_000,
         }
     }
 }
@@ -142,6 +162,7 @@ pub struct Config {
     pub limits: Limits,
     pub topic_policy: Arc<TopicPolicy>,
     pub presence: Presence,
+    pub connection_log: ConnectionLog,
     pub drain: Drain,
     pub stats_interval: Duration,
     pub redis_ping_every: Duration,
@@ -197,13 +218,17 @@ impl Config {
             },
             topic_policy: topic_policy()?,
             presence: Presence {
-                heartbeat: parsed::<u64>("PRESENCE_HEARTBEAT_MS")?
+                heartbeat: parsed::<u64>("NODE_HEARTBEAT_MS")?
                     .map(Duration::from_millis)
                     .unwrap_or(Presence::default().heartbeat)
                     .max(Duration::from_millis(100)),
                 grace: parsed::<u64>("PRESENCE_GRACE_MS")?
                     .map(Duration::from_millis)
                     .unwrap_or(Presence::default().grace),
+            },
+            connection_log: ConnectionLog {
+                enabled: parsed("CONNECTION_LOG")?.unwrap_or(true),
+                queue: parsed("CONNECTION_LOG_QUEUE")?.unwrap_or(ConnectionLog::default().queue),
             },
             trusted_proxies: trusted_proxies()?,
             drain: Drain {

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+
+use crate::journal::Attempt;
 use chrono::NaiveDateTime;
 use notify_auth::Claims;
 use notify_protocol::frame::notification_id;
@@ -27,7 +29,7 @@ use crate::registry::Registration;
 use crate::requests::{handle, Reply, Token};
 use crate::seen::Seen;
 use crate::send_queue::{CloseSignal, Next, SendQueue};
-use crate::socket::{close, finish, protocol_end, write, End, CLOSE_TIMEOUT};
+use crate::socket::{protocol_end, End, Socket};
 use crate::topic_requests::{self, Held};
 
 /// What a connection remembers of what it sent, created on first use.
@@ -49,40 +51,45 @@ pub(crate) struct Who<'a> {
     pub(crate) user: &'a str,
     /// When it was registered: a resync never reaches back before this.
     pub(crate) connected_at: NaiveDateTime,
+    /// Its session id, in `welcome` and the connection log.
+    pub(crate) session: u128,
     pub(crate) token: Token,
     pub(crate) registration: &'a Registration,
 }
 
 pub async fn run(
     open: OpenSocket,
-    mut session: Session,
+    session: Session,
     mut stream: AggregatedMessageStream,
     // Boxed: a future keeps its arguments for its whole life, and most
     // of this one's life is spent serving, long after the claims are used.
     claims: Option<Box<Claims>>,
     after: Option<u64>,
+    mut attempt: Attempt,
 ) {
     let node = open.0.clone();
+    let mut socket = Socket::new(session);
     // One budget from the upgrade on: frames sent before authenticating
     // count too.
     let mut budget = FrameBudget::new();
     let mut claims = match claims {
         Some(claims) => *claims,
-        None => match Box::pin(authenticate(&node, &mut session, &mut stream, &mut budget)).await {
+        None => match Box::pin(authenticate(&node, &mut socket, &mut stream, &mut budget)).await {
             Ok(claims) => claims,
-            Err(End::Gone) => return,
-            Err(End::Close(code, reason)) => return close(&node, session, code, reason).await,
+            Err((code, end)) => {
+                node.journal
+                    .refused(&attempt, None, code, &end, Some(&socket));
+                return socket.finish(&node, &end).await;
+            }
         },
     };
     let user = std::mem::take(&mut claims.sub);
     if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
-        return close(
-            &node,
-            session,
-            CloseCode::Policy,
-            "too many connections for this user",
-        )
-        .await;
+        let end = End::Close(CloseCode::Policy, "too many connections for this user");
+        let code = "too_many_connections";
+        node.journal
+            .refused(&attempt, Some(&user), code, &end, Some(&socket));
+        return socket.finish(&node, &end).await;
     }
     let connected_at = notify_store::now();
     let queue = Arc::new(SendQueue::default());
@@ -92,17 +99,35 @@ pub async fn run(
         claims.jti.as_deref(),
         claims.iat,
         &claims.roles,
+        attempt.session,
     );
-    await_subscription(&queue, connected_at).await;
+    node.journal.opened(&mut attempt, &user);
     let who = Who {
         user: &user,
         connected_at,
+        session: attempt.session,
         token: Token::from(claims),
         registration: &registration,
     };
-    let greeting = Box::pin(greeting(&node, &who)).await;
-    if let Err(end) = write(&node, session.text(greeting)).await {
-        return finish(&node, session, end).await;
+    let end = established(&node, who, &queue, &mut socket, &mut stream, budget, after).await;
+    node.journal.closed(&attempt, &user, &end, &socket);
+    socket.finish(&node, &end).await
+}
+
+/// A registered connection's life, from `welcome` to its end.
+async fn established(
+    node: &Node,
+    who: Who<'_>,
+    queue: &Arc<SendQueue>,
+    socket: &mut Socket,
+    stream: &mut AggregatedMessageStream,
+    budget: FrameBudget,
+    after: Option<u64>,
+) -> End {
+    await_subscription(queue, who.connected_at).await;
+    let greeting = Box::pin(greeting(node, &who)).await;
+    if let Err(end) = socket.text(node, greeting).await {
+        return end;
     }
     // Subscribed before reading MySQL: anything committed after the read is
     // already queued live, and `sent` drops what both paths deliver.
@@ -114,19 +139,18 @@ pub async fn run(
     };
     if let Some(after) = after {
         let catchup = Catchup::After(after);
-        if let Err(end) = Box::pin(catch_up(&node, &who, catchup, &mut state, &mut session)).await {
-            return finish(&node, session, end).await;
+        if let Err(end) = Box::pin(catch_up(node, &who, catchup, &mut state, socket)).await {
+            return end;
         }
     }
-    let end = serve(&node, who, &queue, &mut session, &mut stream, &mut state).await;
-    finish(&node, session, end).await
+    serve(node, who, queue, socket, stream, &mut state).await
 }
 
 async fn serve(
     node: &Node,
     mut who: Who<'_>,
     queue: &Arc<SendQueue>,
-    session: &mut Session,
+    socket: &mut Socket,
     stream: &mut AggregatedMessageStream,
     state: &mut State,
 ) -> End {
@@ -144,14 +168,14 @@ async fn serve(
     loop {
         // Flush first: a change may have been signalled while this task was
         // busy elsewhere.
-        if let Err(end) = flush(node, &who, queue, session, state).await {
+        if let Err(end) = flush(node, &who, queue, socket, state).await {
             return end;
         }
         tokio::select! {
             _ = queue.changed() => {}
             _ = retry_due(&mut state.retry) => {
                 if let Some(retry) = state.retry.take() {
-                    if let Err(end) = Box::pin(retry_catch_up(node, &who, *retry, state, session)).await {
+                    if let Err(end) = Box::pin(retry_catch_up(node, &who, *retry, state, socket)).await {
                         return end;
                     }
                 }
@@ -163,10 +187,11 @@ async fn serve(
                     Some(Err(error)) => return protocol_end(&error),
                     Some(Ok(message)) => message,
                 };
+                socket.frames_in = socket.frames_in.saturating_add(1);
                 if let AggregatedMessage::Close(reason) = message {
-                    // Echo the close so the client's handshake completes.
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.clone().close(reason)).await;
-                    return End::Gone;
+                    let code = reason.as_ref().map(|r| u16::from(r.code));
+                    socket.echo_close(reason).await;
+                    return End::Closed(code);
                 }
                 // Every frame spends the budget, protocol pings included.
                 if !spend(&mut state.budget, &mut over_budget, limits) {
@@ -181,7 +206,7 @@ async fn serve(
                             topic: None,
                         }
                         .to_frame();
-                        if let Err(end) = write(node, session.text(frame)).await {
+                        if let Err(end) = socket.text(node, frame).await {
                             return end;
                         }
                     }
@@ -189,7 +214,7 @@ async fn serve(
                 }
                 let reply = match message {
                     AggregatedMessage::Ping(bytes) => {
-                        if let Err(end) = write(node, session.pong(&bytes)).await {
+                        if let Err(end) = socket.pong(node, &bytes).await {
                             return end;
                         }
                         continue;
@@ -208,7 +233,7 @@ async fn serve(
                     Reply::Nothing => continue,
                     Reply::Resume(after) => {
                         let catchup = Catchup::After(after);
-                        if let Err(end) = Box::pin(catch_up(node, &who, catchup, state, session)).await {
+                        if let Err(end) = Box::pin(catch_up(node, &who, catchup, state, socket)).await {
                             return end;
                         }
                         continue;
@@ -235,7 +260,7 @@ async fn serve(
                         }
                     }
                 };
-                if let Err(end) = write(node, session.text(text)).await {
+                if let Err(end) = socket.text(node, text).await {
                     return end;
                 }
             }
@@ -248,7 +273,7 @@ async fn serve(
                 if state.sent.as_mut().is_some_and(|sent| sent.prune(Instant::now())) {
                     state.sent = None;
                 }
-                if let Err(end) = write(node, session.ping(b"")).await {
+                if let Err(end) = socket.ping(node).await {
                     return end;
                 }
             }
@@ -284,7 +309,7 @@ async fn flush(
     node: &Node,
     who: &Who<'_>,
     queue: &SendQueue,
-    session: &mut Session,
+    socket: &mut Socket,
     state: &mut State,
 ) -> Result<(), End> {
     loop {
@@ -295,7 +320,7 @@ async fn flush(
                         continue;
                     }
                 }
-                write(node, session.text(frame)).await?;
+                socket.text(node, frame).await?;
             }
             Next::Close(CloseSignal::Stalled) => {
                 return Err(End::Close(CloseCode::Again, "too slow: send queue full"))
@@ -312,6 +337,9 @@ async fn flush(
                     TokenRefusal::Revoked.message(),
                 ))
             }
+            Next::Close(CloseSignal::SessionRevoked) => {
+                return Err(End::Close(CloseCode::Policy, "session revoked"))
+            }
             Next::Resync(since) => {
                 // A revocation may have been announced while the bus was
                 // away.
@@ -326,7 +354,7 @@ async fn flush(
                     ));
                 }
                 let catchup = Catchup::Since(since.max(who.connected_at));
-                Box::pin(catch_up(node, who, catchup, state, session)).await?;
+                Box::pin(catch_up(node, who, catchup, state, socket)).await?;
             }
             Next::Idle => return Ok(()),
         }

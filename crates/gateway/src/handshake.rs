@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode};
 use notify_auth::Claims;
 use notify_protocol::{ClientFrame, ServerFrame};
 use notify_store::Notification;
@@ -13,7 +13,7 @@ use crate::budget::FrameBudget;
 use crate::connection::Who;
 use crate::node::Node;
 use crate::send_queue::SendQueue;
-use crate::socket::{protocol_end, write, End};
+use crate::socket::{protocol_end, End, Socket};
 
 /// Longest wait for the user's channel to be subscribed before greeting; if
 /// Redis is slow or away the connection proceeds, and catches up from
@@ -42,8 +42,7 @@ pub(crate) async fn greeting(node: &Node, who: &Who<'_>) -> String {
             Err(_) => None,
         }
     };
-    let session_id = format!("{:032x}", rand::random::<u128>());
-    tracing::debug!(%session_id, "connection authenticated");
+    let session_id = format!("{:032x}", who.session);
     ServerFrame::Welcome {
         session_id: &session_id,
         node: &node.id,
@@ -53,43 +52,67 @@ pub(crate) async fn greeting(node: &Node, who: &Who<'_>) -> String {
     .to_frame()
 }
 
+const AUTH_REQUIRED: (&str, End) = (
+    "auth_required",
+    End::Close(CloseCode::Policy, "authentication required"),
+);
+
+/// Waits for the `auth` frame; a failure is the refusal's code and how the
+/// socket ends.
 pub(crate) async fn authenticate(
     node: &Node,
-    session: &mut Session,
+    socket: &mut Socket,
     stream: &mut AggregatedMessageStream,
     budget: &mut FrameBudget,
-) -> Result<Claims, End> {
+) -> Result<Claims, (&'static str, End)> {
     let limits = &node.limits;
     let deadline = tokio::time::sleep(node.limits.auth_timeout);
     tokio::pin!(deadline);
     loop {
         let message = tokio::select! {
-            _ = &mut deadline => return Err(End::Close(CloseCode::Policy, "authentication timeout")),
+            _ = &mut deadline => {
+                return Err(("auth_timeout", End::Close(CloseCode::Policy, "authentication timeout")))
+            }
             message = stream.recv() => message,
         };
+        if let Some(Ok(_)) = message {
+            socket.frames_in = socket.frames_in.saturating_add(1);
+        }
         match message {
             Some(Ok(AggregatedMessage::Text(text))) => {
                 return match ClientFrame::parse(&text) {
                     Ok(ClientFrame::Auth { token }) => match node.gate.admit(&token).await {
                         Ok(claims) => Ok(claims),
-                        Err(refusal) => Err(End::Close(CloseCode::Policy, refusal.message())),
+                        Err(refusal) => Err((
+                            refusal.code(),
+                            End::Close(CloseCode::Policy, refusal.message()),
+                        )),
                     },
-                    _ => Err(End::Close(CloseCode::Policy, "authentication required")),
+                    _ => Err(AUTH_REQUIRED),
                 };
             }
-            Some(Ok(AggregatedMessage::Close(_))) | None => return Err(End::Gone),
+            Some(Ok(AggregatedMessage::Close(reason))) => {
+                let code = reason.as_ref().map(|r| u16::from(r.code));
+                socket.echo_close(reason).await;
+                return Err(("closed_before_auth", End::Closed(code)));
+            }
+            None => return Err(("closed_before_auth", End::Gone)),
             // Nobody is known yet: no warning, the first excess closes.
             Some(Ok(AggregatedMessage::Ping(_) | AggregatedMessage::Pong(_)))
                 if !budget.allow(limits.frame_rate, limits.frame_burst) =>
             {
-                return Err(End::Close(CloseCode::Policy, "too many frames"));
+                return Err((
+                    "rate_limited",
+                    End::Close(CloseCode::Policy, "too many frames"),
+                ));
             }
-            Some(Ok(AggregatedMessage::Ping(bytes))) => write(node, session.pong(&bytes)).await?,
+            Some(Ok(AggregatedMessage::Ping(bytes))) => socket
+                .pong(node, &bytes)
+                .await
+                .map_err(|end| ("closed_before_auth", end))?,
             Some(Ok(AggregatedMessage::Pong(_))) => {}
-            Some(Ok(AggregatedMessage::Binary(_))) => {
-                return Err(End::Close(CloseCode::Policy, "authentication required"))
-            }
-            Some(Err(error)) => return Err(protocol_end(&error)),
+            Some(Ok(AggregatedMessage::Binary(_))) => return Err(AUTH_REQUIRED),
+            Some(Err(error)) => return Err(("protocol_error", protocol_end(&error))),
         }
     }
 }

@@ -16,6 +16,8 @@ use tokio::sync::Semaphore;
 
 use crate::acks::Acks;
 use crate::config::Limits;
+use crate::journal::Journal;
+use crate::liveness::Liveness;
 use crate::presence::Presence;
 use crate::registry::Registry;
 use crate::subscriber::SubscriberStatus;
@@ -24,6 +26,13 @@ use crate::topics::Topics;
 /// Everything the connections of one node share.
 pub struct Node {
     pub id: String,
+    /// This process, unique per start: the key of its liveness, sessions
+    /// and presence in Redis, and of its connection log rows.
+    pub instance: String,
+    /// Connection log rows, live sessions and connect/disconnect logs.
+    pub journal: Journal,
+    /// The task keeping sessions and presence in Redis, for its counters.
+    pub liveness: Arc<Liveness>,
     pub registry: Arc<Registry>,
     /// Who subscribes to which topic here.
     pub topics: Arc<Topics>,

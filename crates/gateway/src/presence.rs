@@ -1,21 +1,21 @@
 //! This node's share of presence: how many local connections each user
 //! has in each presence topic, reported to Redis (`notify_bus::presence`)
-//! in batches by one task, which also keeps the node alive there and reaps
-//! the entries of nodes that died.
+//! in batches by the node's liveness task ([`crate::liveness`]).
 //!
 //! A user's last local connection leaving is reported only after a grace
 //! period: a reconnect (here or on another node) within it changes no total
 //! to zero, so subscribers see no `left`/`joined` flap.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use notify_bus::presence::{now_ms, Change, MAX_CHANGES_PER_CALL};
-use notify_bus::{PresenceStore, RedisPool};
-use tokio::sync::{watch, Notify};
+use notify_bus::presence::{Change, MAX_CHANGES_PER_CALL};
+use notify_bus::{PresenceStore, RedisConnection};
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::liveness::Reported;
 
 type Key = (Arc<str>, Arc<str>);
 
@@ -37,34 +37,19 @@ struct Local {
 }
 
 pub struct Presence {
-    node: String,
     store: PresenceStore,
-    pool: RedisPool,
-    heartbeat: Duration,
     grace: Duration,
     local: Mutex<Local>,
     changed: Notify,
-    /// Reports and heartbeats that failed (Redis away); retried.
-    pub failures: AtomicU64,
 }
 
 impl Presence {
-    pub fn new(
-        node: String,
-        store: PresenceStore,
-        pool: RedisPool,
-        heartbeat: Duration,
-        grace: Duration,
-    ) -> Self {
+    pub fn new(store: PresenceStore, grace: Duration) -> Self {
         Self {
-            node,
             store,
-            pool,
-            heartbeat,
             grace,
             local: Mutex::default(),
             changed: Notify::new(),
-            failures: AtomicU64::new(0),
         }
     }
 
@@ -98,72 +83,13 @@ impl Presence {
         self.changed.notify_one();
     }
 
-    /// Reports changes as they come until `shutdown`, then takes the
-    /// node's entries out of Redis.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut beat = tokio::time::interval(self.heartbeat);
-        let mut reap = tokio::time::interval(self.heartbeat / 2);
-        loop {
-            let wake = self
-                .next_leave()
-                .unwrap_or_else(|| Instant::now() + self.heartbeat);
-            tokio::select! {
-                _ = self.changed.notified() => {}
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = beat.tick() => self.beat().await,
-                _ = reap.tick() => self.reap().await,
-                _ = stopped(&mut shutdown) => break,
-            }
-            self.flush().await;
-        }
-        match self.pool.get().await {
-            Ok(mut conn) => {
-                if let Err(error) = self.store.leave(&mut conn, &self.node).await {
-                    tracing::warn!(%error, "could not remove this node's presence");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "could not remove this node's presence"),
-        }
+    /// Resolves after the next join or leave.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
-    fn expiry(&self) -> u64 {
-        now_ms() + (self.heartbeat.as_millis() as u64) * 3 / 2
-    }
-
-    /// Keeps the node alive; if Redis had lost it (restart, or taken for
-    /// dead), everything is reported again.
-    async fn beat(&self) {
-        let known = match self.pool.get().await {
-            Ok(mut conn) => {
-                self.store
-                    .heartbeat(&mut conn, &self.node, self.expiry())
-                    .await
-            }
-            Err(error) => {
-                self.failed(&error);
-                return;
-            }
-        };
-        match known {
-            Ok(true) => {}
-            Ok(false) => self.report_all_again(),
-            Err(error) => self.failed(&error),
-        }
-    }
-
-    async fn reap(&self) {
-        let reaped = match self.pool.get().await {
-            Ok(mut conn) => self.store.reap(&mut conn, now_ms()).await,
-            Err(error) => return self.failed(&error),
-        };
-        match reaped {
-            Ok(0) => {}
-            Ok(nodes) => tracing::info!(nodes, "removed the presence of nodes that stopped"),
-            Err(error) => self.failed(&error),
-        }
-    }
-
-    fn report_all_again(&self) {
+    /// Redis lost what this node reported: everything is reported again.
+    pub fn report_all_again(&self) {
         let mut local = self.local();
         let Local { entries, dirty } = &mut *local;
         for (key, entry) in entries.iter_mut() {
@@ -172,7 +98,8 @@ impl Presence {
         }
     }
 
-    fn next_leave(&self) -> Option<Instant> {
+    /// When the next grace period ends.
+    pub fn next_leave(&self) -> Option<Instant> {
         let local = self.local();
         local
             .dirty
@@ -182,8 +109,13 @@ impl Presence {
     }
 
     /// Sends every change that is due; what fails stays dirty for the next
-    /// heartbeat.
-    async fn flush(&self) {
+    /// try.
+    pub async fn flush(
+        &self,
+        conn: &mut RedisConnection,
+        instance: &str,
+        expires_ms: u64,
+    ) -> Reported {
         let now = Instant::now();
         let due: Vec<(Key, i64, i64)> = {
             let mut local = self.local();
@@ -206,14 +138,7 @@ impl Presence {
             });
             due
         };
-        if due.is_empty() {
-            return;
-        }
-        let mut conn = match self.pool.get().await {
-            Ok(conn) => conn,
-            Err(error) => return self.retry_later(due, &error),
-        };
-        for chunk in due.chunks(MAX_CHANGES_PER_CALL) {
+        for (at, chunk) in due.chunks(MAX_CHANGES_PER_CALL).enumerate() {
             let changes: Vec<Change<'_>> = chunk
                 .iter()
                 .map(|((topic, user), _, delta)| Change {
@@ -224,27 +149,25 @@ impl Presence {
                 .collect();
             match self
                 .store
-                .report(&mut conn, &self.node, self.expiry(), &changes)
+                .report(conn, instance, expires_ms, &changes)
                 .await
             {
                 Ok(true) => self.reported(chunk),
                 Ok(false) => {
-                    // Taken for dead: register again and report in full.
-                    match self
-                        .store
-                        .heartbeat(&mut conn, &self.node, self.expiry())
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(error) => self.failed(&error),
-                    }
                     self.report_all_again();
-                    self.changed.notify_one();
-                    return;
+                    return Reported::Unknown;
                 }
-                Err(error) => return self.retry_later(chunk.to_vec(), &error),
+                Err(error) => {
+                    let unsent = &due[at * MAX_CHANGES_PER_CALL..];
+                    let mut local = self.local();
+                    local
+                        .dirty
+                        .extend(unsent.iter().map(|(key, _, _)| key.clone()));
+                    return Reported::Failed(error.to_string());
+                }
             }
         }
+        Reported::Done
     }
 
     fn reported(&self, chunk: &[(Key, i64, i64)]) {
@@ -260,30 +183,7 @@ impl Presence {
         }
     }
 
-    fn retry_later(&self, failed: Vec<(Key, i64, i64)>, error: &dyn std::fmt::Display) {
-        self.failed(error);
-        let mut local = self.local();
-        local
-            .dirty
-            .extend(failed.into_iter().map(|(key, _, _)| key));
-    }
-
-    fn failed(&self, error: &dyn std::fmt::Display) {
-        if self
-            .failures
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(100)
-        {
-            tracing::warn!(%error, "could not update presence in Redis; retrying");
-        }
-    }
-
     fn local(&self) -> MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Resolves once shutdown is requested (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }

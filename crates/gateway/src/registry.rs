@@ -27,6 +27,8 @@ struct Conn {
     token: u64,
     /// Its token's roles, shared with the role counts' keys.
     roles: Box<[Arc<str>]>,
+    /// Its session id, by which its user may close it.
+    session: u128,
 }
 
 /// How long announced revocations are remembered here: a connection whose
@@ -157,6 +159,7 @@ impl Registry {
         jti: Option<&str>,
         iat: Option<u64>,
         roles: &[String],
+        session: u128,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token_hash(jti);
@@ -183,6 +186,7 @@ impl Registry {
                 queue: queue.clone(),
                 token,
                 roles,
+                session,
             });
             (key, entry.db_turn.clone())
         };
@@ -405,6 +409,25 @@ impl Registry {
         entry.conns.len()
     }
 
+    /// Closes `user`'s local connections with session id `session` (or,
+    /// with `keep`, every other one); returns how many.
+    pub fn close_sessions(&self, user: &str, session: u128, keep: bool) -> usize {
+        let users = self.users();
+        let Some(entry) = users.get(user) else {
+            return 0;
+        };
+        let mut closed = 0;
+        for conn in entry
+            .conns
+            .iter()
+            .filter(|c| (c.session == session) != keep)
+        {
+            conn.queue.close(CloseSignal::SessionRevoked);
+            closed += 1;
+        }
+        closed
+    }
+
     /// Closes every local connection opened with the token `jti` (1008);
     /// returns how many.
     pub fn revoke_token(&self, jti: &str) -> usize {
@@ -469,8 +492,8 @@ mod tests {
     #[test]
     fn first_and_last_connection_mark_the_user_dirty() {
         let registry = Registry::new(10, 1000);
-        let a = registry.register("u", Arc::default(), None, None, &[]);
-        let b = registry.register("u", Arc::default(), None, None, &[]);
+        let a = registry.register("u", Arc::default(), None, None, &[], 0);
+        let b = registry.register("u", Arc::default(), None, None, &[], 0);
         // The user's channel and the everyone channel.
         assert_eq!(registry.interest().take().len(), 2);
         drop(a);
@@ -487,9 +510,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), None, None, &[]),
-            registry.register("a", a2.clone(), None, None, &[]),
-            registry.register("b", b.clone(), None, None, &[]),
+            registry.register("a", a1.clone(), None, None, &[], 0),
+            registry.register("a", a2.clone(), None, None, &[], 0),
+            registry.register("b", b.clone(), None, None, &[], 0),
         ];
         assert_eq!(registry.deliver("a", &ByteString::from_static("x")), 2);
         assert!(matches!(a1.next(), Next::Send(_)));
@@ -503,9 +526,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), Some("t1"), None, &[]),
-            registry.register("a", a2.clone(), Some("t2"), None, &[]),
-            registry.register("b", b.clone(), Some("t3"), None, &[]),
+            registry.register("a", a1.clone(), Some("t1"), None, &[], 0),
+            registry.register("a", a2.clone(), Some("t2"), None, &[], 0),
+            registry.register("b", b.clone(), Some("t3"), None, &[], 0),
         ];
         assert_eq!(registry.revoke_token("t2"), 1);
         assert!(matches!(a2.next(), Next::Close(CloseSignal::Revoked)));
@@ -519,15 +542,46 @@ mod tests {
     }
 
     #[test]
+    fn sessions_are_closed_one_or_all_but_one() {
+        let registry = Registry::new(10, 1000);
+        let (s1, s2, s3, other): (
+            Arc<SendQueue>,
+            Arc<SendQueue>,
+            Arc<SendQueue>,
+            Arc<SendQueue>,
+        ) = Default::default();
+        let _r = [
+            registry.register("a", s1.clone(), None, None, &[], 1),
+            registry.register("a", s2.clone(), None, None, &[], 2),
+            registry.register("a", s3.clone(), None, None, &[], 3),
+            registry.register("b", other.clone(), None, None, &[], 2),
+        ];
+        assert_eq!(registry.close_sessions("a", 2, false), 1);
+        assert!(matches!(
+            s2.next(),
+            Next::Close(CloseSignal::SessionRevoked)
+        ));
+        assert!(matches!(s1.next(), Next::Idle));
+        assert_eq!(registry.close_sessions("a", 3, true), 2);
+        assert!(matches!(
+            s1.next(),
+            Next::Close(CloseSignal::SessionRevoked)
+        ));
+        assert!(matches!(s3.next(), Next::Idle));
+        assert!(matches!(other.next(), Next::Idle));
+        assert_eq!(registry.close_sessions("nobody", 1, false), 0);
+    }
+
+    #[test]
     fn role_events_reach_each_connection_once() {
         let registry = Registry::new(10, 1000);
         let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (both, ops, none): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) =
             Default::default();
         let _r = [
-            registry.register("a", both.clone(), None, None, &roles(&["ops", "admin"])),
-            registry.register("b", ops.clone(), None, None, &roles(&["ops"])),
-            registry.register("c", none.clone(), None, None, &[]),
+            registry.register("a", both.clone(), None, None, &roles(&["ops", "admin"]), 0),
+            registry.register("b", ops.clone(), None, None, &roles(&["ops"]), 0),
+            registry.register("c", none.clone(), None, None, &[], 0),
         ];
         assert!(registry.wants_role("ops") && registry.wants_role("admin"));
         let named = roles(&["admin", "ops"]);
@@ -562,10 +616,10 @@ mod tests {
         ) = Default::default();
         let now = unix_now();
         let _r = [
-            registry.register("a", stolen.clone(), Some("stolen"), Some(now), &[]),
-            registry.register("a", other.clone(), Some("kept"), Some(now), &[]),
-            registry.register("mallory", mallory.clone(), None, Some(now - 10), &[]),
-            registry.register("mallory", later.clone(), None, Some(now + 5), &[]),
+            registry.register("a", stolen.clone(), Some("stolen"), Some(now), &[], 0),
+            registry.register("a", other.clone(), Some("kept"), Some(now), &[], 0),
+            registry.register("mallory", mallory.clone(), None, Some(now - 10), &[], 0),
+            registry.register("mallory", later.clone(), None, Some(now + 5), &[], 0),
         ];
         assert!(matches!(stolen.next(), Next::Close(CloseSignal::Revoked)));
         assert!(matches!(mallory.next(), Next::Close(CloseSignal::Revoked)));

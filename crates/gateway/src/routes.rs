@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::connection;
+use crate::journal::{Attempt, Peer};
 use notify_bus::TokenRefusal;
 
 use crate::node::{Node, OpenSocket};
@@ -32,11 +33,35 @@ struct ConnectQuery {
     after: Option<String>,
 }
 
-/// `GET /ws`: checks origin and any token given with the upgrade, then hands
-/// the socket to its own task. Failures before the upgrade are plain HTTP
+/// `GET /ws`, recording a refused attempt in the connection log.
+async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> HttpResponse {
+    let peer = Peer {
+        address: Some(notify_service::client::client_addr(&req, &node.trusted_proxies).to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|ua| ua.to_str().ok())
+            .map(str::to_owned),
+    };
+    let response = accept(req, body, node.clone(), &peer).await;
+    if let Some(code) = notify_service::refusals::code_of(&response) {
+        let attempt = Attempt::new(Box::new(peer));
+        node.journal
+            .refused_upgrade(&attempt, code, response.status().as_u16());
+    }
+    response
+}
+
+/// Checks origin and any token given with the upgrade, then hands the
+/// socket to its own task. Failures before the upgrade are plain HTTP
 /// errors; a client with no token gets `auth_timeout` to send an `auth`
 /// frame.
-async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> HttpResponse {
+async fn accept(
+    req: HttpRequest,
+    body: web::Payload,
+    node: web::Data<Node>,
+    peer: &Peer,
+) -> HttpResponse {
     if node.is_draining() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -135,6 +160,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
         stream,
         claims.map(Box::new),
         after,
+        Attempt::new(Box::new(peer.clone())),
     ));
     response
 }
@@ -231,12 +257,22 @@ async fn metrics(node: web::Data<Node>) -> HttpResponse {
             topics as u64,
         ),
         (
-            "notify_gateway_presence_failures_total",
+            "notify_gateway_liveness_failures_total",
             "counter",
-            "Presence updates Redis did not take (retried).",
-            node.presence
-                .as_ref()
-                .map_or(0, |p| p.failures.load(Ordering::Relaxed)),
+            "Heartbeats and session or presence updates Redis did not take (retried).",
+            node.liveness.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "notify_gateway_connection_log_written_total",
+            "counter",
+            "Connection log rows written to MySQL.",
+            node.journal.stats.written.load(Ordering::Relaxed),
+        ),
+        (
+            "notify_gateway_connection_log_dropped_total",
+            "counter",
+            "Connection log rows dropped (queue full or MySQL unavailable).",
+            node.journal.stats.dropped.load(Ordering::Relaxed),
         ),
     ] {
         body.push_str(&prometheus_value(metric, kind, help, value));

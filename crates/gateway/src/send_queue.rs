@@ -25,6 +25,8 @@ pub enum CloseSignal {
     /// The token was revoked or the user disconnected (1008); nothing more
     /// is sent.
     Revoked,
+    /// The user signed this session out (1008); nothing more is sent.
+    SessionRevoked,
 }
 
 #[derive(Debug, Default)]
@@ -86,9 +88,11 @@ impl SendQueue {
             match (state.close, signal) {
                 // Revocation overrides a pending restart: its frames must
                 // not go out any more.
-                (None, _) | (Some(CloseSignal::Restart), CloseSignal::Revoked) => {
-                    state.close = Some(signal)
-                }
+                (None, _)
+                | (
+                    Some(CloseSignal::Restart),
+                    CloseSignal::Revoked | CloseSignal::SessionRevoked,
+                ) => state.close = Some(signal),
                 _ => {}
             }
         }
@@ -137,7 +141,10 @@ impl SendQueue {
     /// restart only after the queue is flushed.
     pub fn next(&self) -> Next {
         let mut state = self.lock();
-        if let Some(signal @ (CloseSignal::Stalled | CloseSignal::Revoked)) = state.close {
+        if let Some(
+            signal @ (CloseSignal::Stalled | CloseSignal::Revoked | CloseSignal::SessionRevoked),
+        ) = state.close
+        {
             return Next::Close(signal);
         }
         if let Some(since) = state.resync.take() {

@@ -1,9 +1,10 @@
-//! Writing to one connection's socket: every write is bounded in time, and
-//! every way a connection ends goes through here.
+//! Writing to one connection's socket: every write is bounded in time and
+//! counted, and every way a connection ends goes through here.
 
 use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason, ProtocolError, Session};
+use bytestring::ByteString;
 
 use crate::node::Node;
 
@@ -11,15 +12,74 @@ use crate::node::Node;
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the serving loop ended.
-pub(crate) enum End {
-    /// The client went away or closed; nothing more to send.
+#[derive(Debug, Clone, Copy)]
+pub enum End {
+    /// The client went away; nothing more to send.
     Gone,
+    /// The client closed, with this code if it gave one.
+    Closed(Option<u16>),
     Close(CloseCode, &'static str),
 }
 
-pub(crate) async fn finish(node: &Node, session: Session, end: End) {
-    if let End::Close(code, reason) = end {
-        close(node, session, code, reason).await;
+/// One connection's socket and what was written to it, for its
+/// connection log row.
+pub struct Socket {
+    session: Session,
+    /// Frames the client sent, counted by whoever reads them.
+    pub(crate) frames_in: u32,
+    pub(crate) frames_out: u32,
+    pub(crate) bytes_out: u64,
+}
+
+impl Socket {
+    pub(crate) fn new(session: Session) -> Self {
+        Self {
+            session,
+            frames_in: 0,
+            frames_out: 0,
+            bytes_out: 0,
+        }
+    }
+
+    pub(crate) async fn text(
+        &mut self,
+        node: &Node,
+        text: impl Into<ByteString>,
+    ) -> Result<(), End> {
+        let text = text.into();
+        let len = text.len() as u64;
+        write(node, self.session.text(text)).await?;
+        self.count(len);
+        Ok(())
+    }
+
+    pub(crate) async fn ping(&mut self, node: &Node) -> Result<(), End> {
+        write(node, self.session.ping(b"")).await?;
+        self.count(0);
+        Ok(())
+    }
+
+    pub(crate) async fn pong(&mut self, node: &Node, bytes: &[u8]) -> Result<(), End> {
+        write(node, self.session.pong(bytes)).await?;
+        self.count(bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Answers the client's close frame, so its closing handshake completes.
+    pub(crate) async fn echo_close(&mut self, reason: Option<CloseReason>) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.session.clone().close(reason)).await;
+    }
+
+    fn count(&mut self, bytes: u64) {
+        self.frames_out = self.frames_out.saturating_add(1);
+        self.bytes_out = self.bytes_out.saturating_add(bytes);
+    }
+
+    /// Closes the socket as `end` says.
+    pub(crate) async fn finish(self, node: &Node, end: &End) {
+        if let End::Close(code, reason) = *end {
+            close(node, self.session, code, reason).await;
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
-use notify_bus::{PresenceStore, Publisher, QueueLimits, TokenGate};
+use notify_bus::{NodeStore, PresenceStore, Publisher, QueueLimits, SessionStore, TokenGate};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
@@ -27,11 +27,14 @@ use tokio::task::JoinHandle;
 
 use crate::acks::Acks;
 use crate::config::{Config, Drain};
+use crate::journal::Journal;
+use crate::liveness::Liveness;
 use crate::node::Node;
 use crate::presence::Presence;
 use crate::registry::Registry;
 use crate::routes;
 use crate::send_queue::CloseSignal;
+use crate::sessions::Sessions;
 use crate::subscriber::{Subscriber, SubscriberStatus};
 use crate::topics::Topics;
 
@@ -43,8 +46,11 @@ pub struct Application {
     node: Arc<Node>,
     server: Server,
     subscriber: JoinHandle<()>,
-    /// Reports presence until shutdown, then removes the node's entries.
-    presence_task: Option<JoinHandle<()>>,
+    /// Keeps the node's sessions and presence in Redis until shutdown,
+    /// then removes them.
+    liveness_task: JoinHandle<()>,
+    /// Writes connection log rows; finishes what is queued at exit.
+    journal_task: Option<JoinHandle<()>>,
     stats: JoinHandle<()>,
     /// Writers that must finish what is queued before the process exits:
     /// delivery acks, and read marks waiting to be published.
@@ -102,20 +108,37 @@ impl Application {
         if let Err(error) = jwt.prefetch().await {
             tracing::warn!(%error, "could not fetch the JWKS yet");
         }
+        let instance = format!("{node_id}#{:016x}", rand::random::<u64>());
         let presence = config.topic_policy.any_presence().then(|| {
             Arc::new(Presence::new(
-                node_id.clone(),
                 PresenceStore::new(channels.clone()),
-                redis.clone(),
-                config.presence.heartbeat,
                 config.presence.grace,
             ))
         });
-        let presence_task = presence
-            .clone()
-            .map(|presence| tokio::spawn(presence.run(stop_subscriber.subscribe())));
+        let sessions = Arc::new(Sessions::new(SessionStore::new(channels.clone())));
+        let liveness = Arc::new(Liveness {
+            instance: instance.clone(),
+            nodes: NodeStore::new(channels.clone()),
+            pool: redis.clone(),
+            heartbeat: config.presence.heartbeat,
+            sessions: sessions.clone(),
+            presence: presence.clone(),
+            failures: Default::default(),
+        });
+        let liveness_task = tokio::spawn(liveness.clone().run(stop_subscriber.subscribe()));
+        let (journal, journal_task) = Journal::start(
+            node_id.clone(),
+            instance.clone(),
+            db.clone(),
+            sessions,
+            config.connection_log.queue,
+            config.connection_log.enabled,
+        );
         let node = Arc::new(Node {
             id: node_id,
+            instance,
+            journal,
+            liveness,
             registry,
             topics,
             policy: config.topic_policy.clone(),
@@ -177,7 +200,8 @@ impl Application {
             node,
             server,
             subscriber,
-            presence_task,
+            liveness_task,
+            journal_task,
             stats,
             acks_task,
             publisher_task,
@@ -208,9 +232,7 @@ impl Application {
         }
         self.stop_subscriber.send_replace(true);
         let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), self.subscriber).await;
-        if let Some(task) = self.presence_task {
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, task).await;
-        }
+
         self.stats.abort();
         let served = match served {
             Some(result) => result,
@@ -219,15 +241,23 @@ impl Application {
                 server.await
             }
         };
-        // The connections are gone: write what they left queued.
+        // The connections are gone: write what they left queued, and take
+        // the node's sessions and presence out of Redis.
         self.node.acks.close();
         self.node.publisher.close();
+        self.node.journal.close();
         let flushed = async {
             let _ = self.acks_task.await;
             let _ = self.publisher_task.await;
+            if let Some(task) = self.journal_task {
+                let _ = task.await;
+            }
+            let _ = self.liveness_task.await;
         };
         if tokio::time::timeout(FLUSH_TIMEOUT, flushed).await.is_err() {
-            tracing::warn!("gave up waiting for queued acks and read marks to be written");
+            tracing::warn!(
+                "gave up waiting for queued acks, read marks and connection log rows to be written"
+            );
         }
         tracing::info!("stopped");
         Ok(served??)
@@ -279,6 +309,7 @@ async fn log_stats(node: Arc<Node>, every: Duration) {
             redis = node.subscriber.connected.load(Ordering::Relaxed),
             events_received = node.subscriber.received.load(Ordering::Relaxed),
             topics = node.topics.subscriptions(0).0,
+            connection_log_dropped = node.journal.stats.dropped.load(Ordering::Relaxed),
             refusals = %node.refusals.summary(),
             closes = %node.closes.summary(),
             "gateway stats"

@@ -242,13 +242,27 @@ impl Subscriber {
         let closed = match Control::parse(payload) {
             Some(Control::DisconnectUser { user }) => self.registry.disconnect_user(&user),
             Some(Control::RevokeToken { jti }) => self.registry.revoke_token(&jti),
+            Some(Control::CloseSession { user, session }) => {
+                match u128::from_str_radix(&session, 16) {
+                    Ok(session) => self.registry.close_sessions(&user, session, false),
+                    Err(_) => 0,
+                }
+            }
+            Some(Control::CloseOtherSessions { user, keep }) => {
+                // A `keep` that is no session id keeps nothing.
+                let keep = u128::from_str_radix(&keep, 16).unwrap_or(u128::MAX);
+                self.registry.close_sessions(&user, keep, true)
+            }
             None => {
                 tracing::warn!("ignored an unknown control message");
                 return;
             }
         };
         if closed > 0 {
-            tracing::info!(closed, "closed connections whose token was revoked");
+            tracing::info!(
+                closed,
+                "closed connections whose token or session was revoked"
+            );
         }
     }
 

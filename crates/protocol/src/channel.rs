@@ -67,6 +67,21 @@ impl ChannelNames {
         format!("{}presence:{topic}", self.prefix)
     }
 
+    /// A user's live sessions (maintained by `notify_bus::sessions`).
+    pub fn sessions(&self, user: &str) -> String {
+        format!("{}sessions:{user}", self.prefix)
+    }
+
+    /// When a user's last connection ended.
+    pub fn last_seen(&self, user: &str) -> String {
+        format!("{}last-seen:{user}", self.prefix)
+    }
+
+    /// Gateway processes and when each is considered dead.
+    pub fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
     /// What a channel of ours carries.
     pub fn parse<'a>(&self, channel: &'a str) -> Option<Audience<'a>> {
         let rest = channel.strip_prefix(&self.prefix)?;

@@ -12,6 +12,11 @@ pub enum Control {
     /// Close every connection authenticated with the token whose `jti` this
     /// is.
     RevokeToken { jti: String },
+    /// Close `user`'s connection with this session id (the user signed it
+    /// out).
+    CloseSession { user: String, session: String },
+    /// Close every connection of `user` but the one with session `keep`.
+    CloseOtherSessions { user: String, keep: String },
 }
 
 impl Control {
@@ -34,6 +39,14 @@ mod tests {
         for control in [
             Control::DisconnectUser { user: "a".into() },
             Control::RevokeToken { jti: "j".into() },
+            Control::CloseSession {
+                user: "a".into(),
+                session: "s".into(),
+            },
+            Control::CloseOtherSessions {
+                user: "a".into(),
+                keep: "s".into(),
+            },
         ] {
             assert_eq!(
                 Control::parse(control.to_message().as_bytes()),

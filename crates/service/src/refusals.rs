@@ -69,6 +69,14 @@ pub fn mark(mut response: HttpResponse, code: &'static str) -> HttpResponse {
     response
 }
 
+/// The refusal code `response` was marked with, if any.
+pub fn code_of(response: &HttpResponse) -> Option<&'static str> {
+    response
+        .extensions()
+        .get::<RefusalCode>()
+        .map(|RefusalCode(code)| *code)
+}
+
 /// Middleware (`App::wrap(from_fn(count_refusals))`, wrapped last so that
 /// refusals made by other middleware count too).
 pub async fn count_refusals(

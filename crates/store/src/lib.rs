@@ -4,6 +4,7 @@
 //! changes. Queries live next to the model they return, as
 //! `impl Model { async fn ...(conn) }`.
 
+pub mod connection_log;
 pub mod delivery;
 pub mod error;
 pub mod idempotency;
@@ -13,6 +14,7 @@ pub mod pool;
 pub mod schema;
 pub mod unpublished;
 
+pub use connection_log::ConnectionRecord;
 pub use delivery::DeliveryState;
 pub use error::StoreError;
 pub use idempotency::{Claim, IdempotencyKey};

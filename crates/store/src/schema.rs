@@ -23,13 +23,20 @@ diesel::table! {
 diesel::table! {
     connection_logs (id) {
         id -> Unsigned<Bigint>,
-        user_id -> Varchar,
+        session_id -> Char,
+        user_id -> Nullable<Varchar>,
         node -> Varchar,
-        session_id -> Varchar,
-        event -> Varchar,
-        remote_addr -> Nullable<Varchar>,
+        instance -> Varchar,
+        client_address -> Nullable<Varchar>,
         user_agent -> Nullable<Varchar>,
-        at -> Datetime,
+        connected_at -> Datetime,
+        disconnected_at -> Nullable<Datetime>,
+        close_code -> Nullable<Unsigned<Smallint>>,
+        close_reason -> Nullable<Varchar>,
+        refused -> Nullable<Varchar>,
+        frames_in -> Unsigned<Integer>,
+        frames_out -> Unsigned<Integer>,
+        bytes_out -> Unsigned<Bigint>,
     }
 }
 

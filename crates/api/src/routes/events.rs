@@ -3,14 +3,10 @@
 //! event is published on Redis before the answer, so `202` means Redis
 //! took it.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use notify_protocol::names::valid_topic;
 use notify_protocol::topic_event::{event_id, EventAudience, TopicEvent};
 use serde_json::value::RawValue;
-
-use notify_bus::RedisConnection;
 
 use crate::auth::Credentials;
 use crate::body::{self, MAX_BODY_BYTES};
@@ -18,8 +14,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validation::events::{Audience, CheckedEvent, EventRequest};
 
-/// Longest wait for Redis to answer one request's calls.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+use super::redis_call;
+
 /// Commands per pipeline when an event goes to many users.
 const PIPELINE: usize = notify_bus::MAX_PIPELINE;
 
@@ -98,30 +94,6 @@ async fn publish(
         Ok(())
     })
     .await
-}
-
-/// Runs `call` on a pooled Redis connection within [`REDIS_TIMEOUT`]; any
-/// failure is logged and answered 503.
-async fn redis_call<T>(
-    state: &AppState,
-    what: &str,
-    call: impl AsyncFnOnce(RedisConnection) -> redis::RedisResult<T>,
-) -> Result<T, ApiError> {
-    let attempt = async {
-        let conn = state.redis.get().await.map_err(|e| e.to_string())?;
-        call(conn).await.map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "could not {what}");
-            Err(ApiError::Unavailable)
-        }
-        Err(_) => {
-            tracing::warn!("Redis did not answer in time to {what}");
-            Err(ApiError::Unavailable)
-        }
-    }
 }
 
 /// Checks the credentials of a request without a body.

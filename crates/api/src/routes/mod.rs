@@ -3,13 +3,22 @@
 pub mod events;
 pub mod feed;
 pub mod health;
+pub mod online;
 pub mod revoke;
 pub mod send;
+pub mod sessions;
 pub mod status;
 
+use std::time::Duration;
+
 use actix_web::{error::InternalError, web, HttpResponse};
+use notify_bus::RedisConnection;
 
 use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Longest wait for Redis to answer one request's calls.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PathConfig::default().error_handler(|_, _| ApiError::InvalidId.into()))
@@ -49,7 +58,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/notifications/{id}/read",
             web::put().to(feed::read_one),
         )
-        .route("/api/notifications/{id}", web::delete().to(feed::delete));
+        .route("/api/notifications/{id}", web::delete().to(feed::delete))
+        .route("/api/sessions", web::get().to(sessions::list))
+        .route("/api/sessions", web::delete().to(sessions::close_others))
+        .route("/api/sessions/{session}", web::delete().to(sessions::close))
+        .route("/v1/users/{id}/presence", web::get().to(online::one))
+        .route("/v1/presence", web::post().to(online::many));
 }
 
 /// Unknown paths get the same JSON error shape as everything else.
@@ -57,4 +71,28 @@ pub async fn not_found() -> Result<HttpResponse, InternalError<&'static str>> {
     let response = HttpResponse::NotFound()
         .json(serde_json::json!({"error": {"code": "not_found", "message": "no such route"}}));
     Ok(notify_service::refusals::mark(response, "not_found"))
+}
+
+/// Runs `call` on a pooled Redis connection within [`REDIS_TIMEOUT`]; any
+/// failure is logged and answered 503.
+pub(crate) async fn redis_call<T>(
+    state: &AppState,
+    what: &str,
+    call: impl AsyncFnOnce(RedisConnection) -> redis::RedisResult<T>,
+) -> Result<T, ApiError> {
+    let attempt = async {
+        let conn = state.redis.get().await.map_err(|e| e.to_string())?;
+        call(conn).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not {what}");
+            Err(ApiError::Unavailable)
+        }
+        Err(_) => {
+            tracing::warn!("Redis did not answer in time to {what}");
+            Err(ApiError::Unavailable)
+        }
+    }
 }

@@ -132,7 +132,11 @@ impl Cluster {
                 ..Limits::default()
             },
             topic_policy: self.policy.clone(),
-            presence: Default::default(),
+            presence: notify_gateway::config::Presence {
+                heartbeat: Duration::from_secs(1),
+                ..Default::default()
+            },
+            connection_log: Default::default(),
             drain: Drain {
                 timeout: Duration::from_secs(10),
                 batch: 2,

@@ -487,7 +487,7 @@ async fn presence_of_a_killed_gateway_disappears_within_two_heartbeats() {
         &cluster,
         &[
             ("TOPIC_POLICY", policy.to_str().unwrap()),
-            ("PRESENCE_HEARTBEAT_MS", "1000"),
+            ("NODE_HEARTBEAT_MS", "1000"),
         ],
     )
     .await;

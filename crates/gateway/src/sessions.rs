@@ -1,0 +1,150 @@
+//! This node's live sessions, reported to Redis (`notify_bus::sessions`)
+//! in batches by the node's liveness task ([`crate::liveness`]), so users
+//! can list and close them and servers can ask who is online.
+//!
+//! Each open session's JSON is kept here too: should Redis lose this node
+//! (a restart, or the node taken for dead after a long pause), every
+//! session is reported again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use notify_bus::sessions::MAX_CHANGES_PER_CALL;
+use notify_bus::{RedisConnection, SessionChange, SessionStore};
+use tokio::sync::Notify;
+
+use crate::liveness::Reported;
+
+/// A change not reported yet.
+enum Pending {
+    Opened(u128),
+    Closed(u128, Arc<str>),
+}
+
+#[derive(Default)]
+struct Local {
+    /// Open sessions: id -> (user, JSON).
+    live: HashMap<u128, (Arc<str>, Box<str>)>,
+    pending: Vec<Pending>,
+}
+
+pub struct Sessions {
+    store: SessionStore,
+    local: Mutex<Local>,
+    changed: Notify,
+}
+
+impl Sessions {
+    pub fn new(store: SessionStore) -> Self {
+        Self {
+            store,
+            local: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+
+    pub fn open(&self, session: u128, user: &str, json: String) {
+        {
+            let mut local = self.local();
+            local
+                .live
+                .insert(session, (Arc::from(user), json.into_boxed_str()));
+            local.pending.push(Pending::Opened(session));
+        }
+        self.changed.notify_one();
+    }
+
+    pub fn close(&self, session: u128) {
+        {
+            let mut local = self.local();
+            if let Some((user, _)) = local.live.remove(&session) {
+                local.pending.push(Pending::Closed(session, user));
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// Resolves after the next open or close.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Redis lost what this node reported: every open session is reported
+    /// again.
+    pub fn report_all_again(&self) {
+        let mut local = self.local();
+        let Local { live, pending } = &mut *local;
+        pending.retain(|p| matches!(p, Pending::Closed(..)));
+        pending.extend(live.keys().map(|session| Pending::Opened(*session)));
+    }
+
+    /// Sends what is pending; what fails is kept for the next try.
+    pub async fn flush(
+        &self,
+        conn: &mut RedisConnection,
+        instance: &str,
+        expires_ms: u64,
+    ) -> Reported {
+        loop {
+            // Owned copies: the lock is not held across the call. Changes
+            // are only ever appended meanwhile, so the first `taken` are
+            // the ones sent.
+            let (taken, batch) = {
+                let local = self.local();
+                let taken = local.pending.len().min(MAX_CHANGES_PER_CALL);
+                let batch: Vec<(String, String, Option<Box<str>>)> = local.pending[..taken]
+                    .iter()
+                    .filter_map(|pending| match pending {
+                        Pending::Opened(session) => {
+                            let (user, json) = local.live.get(session)?;
+                            Some((user.to_string(), hex(*session), Some(json.clone())))
+                        }
+                        Pending::Closed(session, user) => {
+                            Some((user.to_string(), hex(*session), None))
+                        }
+                    })
+                    .collect();
+                (taken, batch)
+            };
+            if taken == 0 {
+                return Reported::Done;
+            }
+            let changes: Vec<SessionChange<'_>> = batch
+                .iter()
+                .map(|(user, session_id, json)| match json {
+                    Some(json) => SessionChange::Opened {
+                        user,
+                        session_id,
+                        json,
+                    },
+                    None => SessionChange::Closed { user, session_id },
+                })
+                .collect();
+            match self
+                .store
+                .record(conn, instance, expires_ms, &changes)
+                .await
+            {
+                Ok(true) => {
+                    let mut local = self.local();
+                    let done = taken.min(local.pending.len());
+                    local.pending.drain(..done);
+                }
+                Ok(false) => {
+                    self.report_all_again();
+                    return Reported::Unknown;
+                }
+                Err(error) => return Reported::Failed(error.to_string()),
+            }
+        }
+    }
+
+    fn local(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A session id as clients see it.
+pub fn hex(session: u128) -> String {
+    format!("{session:032x}")
+}
