@@ -235,8 +235,8 @@ impl Journal {
 fn close_of(end: &End) -> (Option<u16>, &'static str) {
     match *end {
         End::Close(code, reason) => (Some(u16::from(code)), reason),
-        End::Closed(Some(code)) => (Some(code), "closed by the client"),
-        End::Closed(None) | End::Gone => (None, "connection lost"),
+        End::Closed(code) => (code, "closed by the client"),
+        End::Gone => (None, "connection lost"),
     }
 }
 

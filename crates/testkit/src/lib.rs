@@ -112,6 +112,23 @@ impl TestDb {
             .unwrap();
     }
 
+    /// The JSON value a query of one JSON column and at most one row
+    /// returns; None when it returns no row or NULL.
+    pub async fn json(&self, query: &str) -> Option<serde_json::Value> {
+        use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
+        #[derive(diesel::QueryableByName)]
+        struct Json {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            j: Option<String>,
+        }
+        let mut conn = AsyncMysqlConnection::establish(&self.url).await.unwrap();
+        let row = diesel::sql_query(format!("SELECT ({query}) AS j"))
+            .get_result::<Json>(&mut conn)
+            .await
+            .unwrap();
+        serde_json::from_str(&row.j?).ok()
+    }
+
     /// The single number a `SELECT COUNT(*) AS n ...` query returns.
     pub async fn count(&self, query: &str) -> i64 {
         use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};

@@ -14,4 +14,5 @@ mod proxy_logs;
 mod resilience;
 mod resume;
 mod revoke;
+mod sessions;
 mod topics;
