@@ -52,7 +52,7 @@ pub(crate) struct Who<'a> {
     /// When it was registered: a resync never reaches back before this.
     pub(crate) connected_at: NaiveDateTime,
     /// Its session id, in `welcome` and the connection log.
-    pub(crate) session: u128,
+    pub(crate) session: crate::sessions::SessionId,
     pub(crate) token: Token,
     pub(crate) registration: &'a Registration,
 }
@@ -72,83 +72,90 @@ pub async fn run(
     // One budget from the upgrade on: frames sent before authenticating
     // count too.
     let mut budget = FrameBudget::new();
-    let mut claims = match claims {
-        Some(claims) => *claims,
-        None => match Box::pin(authenticate(&node, &mut socket, &mut stream, &mut budget)).await {
-            Ok(claims) => claims,
-            Err((code, end)) => {
-                node.journal
-                    .refused(&attempt, None, code, &end, Some(&socket));
-                return socket.finish(&node, &end).await;
+    // In a block: the claims are large and done with once registered, and
+    // a task keeps room for every local still in scope at each await.
+    let (user, token, queue, registration) = {
+        let mut claims = match claims {
+            Some(claims) => *claims,
+            None => {
+                match Box::pin(authenticate(&node, &mut socket, &mut stream, &mut budget)).await {
+                    Ok(claims) => claims,
+                    Err((code, end)) => {
+                        node.journal
+                            .refused(&attempt, None, code, &end, Some(&socket));
+                        return socket.finish(&node, &end).await;
+                    }
+                }
             }
-        },
+        };
+        let user = std::mem::take(&mut claims.sub);
+        if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
+            let end = End::Close(CloseCode::Policy, "too many connections for this user");
+            let code = "too_many_connections";
+            node.journal
+                .refused(&attempt, Some(&user), code, &end, Some(&socket));
+            return socket.finish(&node, &end).await;
+        }
+        let queue = Arc::new(SendQueue::default());
+        let registration = node.registry.register(
+            &user,
+            queue.clone(),
+            claims.jti.as_deref(),
+            claims.iat,
+            &claims.roles,
+            attempt.session,
+        );
+        (user, Token::from(claims), queue, registration)
     };
-    let user = std::mem::take(&mut claims.sub);
-    if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
-        let end = End::Close(CloseCode::Policy, "too many connections for this user");
-        let code = "too_many_connections";
-        node.journal
-            .refused(&attempt, Some(&user), code, &end, Some(&socket));
-        return socket.finish(&node, &end).await;
-    }
-    let connected_at = notify_store::now();
-    let queue = Arc::new(SendQueue::default());
-    let registration = node.registry.register(
-        &user,
-        queue.clone(),
-        claims.jti.as_deref(),
-        claims.iat,
-        &claims.roles,
-        attempt.session,
-    );
     node.journal.opened(&mut attempt, &user);
-    let who = Who {
+    let mut who = Who {
         user: &user,
-        connected_at,
+        connected_at: notify_store::now(),
         session: attempt.session,
-        token: Token::from(claims),
+        token,
         registration: &registration,
     };
-    let end = established(&node, who, &queue, &mut socket, &mut stream, budget, after).await;
+    // From `welcome` to the end; every way out is recorded below.
+    let end = 'established: {
+        await_subscription(&queue, who.connected_at).await;
+        let greeting = Box::pin(greeting(&node, &who)).await;
+        if let Err(end) = socket.text(&node, greeting).await {
+            break 'established end;
+        }
+        // Subscribed before reading MySQL: anything committed after the
+        // read is already queued live, and `sent` drops what both paths
+        // deliver.
+        let mut state = State {
+            sent: None,
+            budget,
+            retry: None,
+            topics: None,
+        };
+        if let Some(after) = after {
+            let catchup = Catchup::After(after);
+            if let Err(end) =
+                Box::pin(catch_up(&node, &who, catchup, &mut state, &mut socket)).await
+            {
+                break 'established end;
+            }
+        }
+        serve(
+            &node,
+            &mut who,
+            &queue,
+            &mut socket,
+            &mut stream,
+            &mut state,
+        )
+        .await
+    };
     node.journal.closed(&attempt, &user, &end, &socket);
     socket.finish(&node, &end).await
 }
 
-/// A registered connection's life, from `welcome` to its end.
-async fn established(
-    node: &Node,
-    who: Who<'_>,
-    queue: &Arc<SendQueue>,
-    socket: &mut Socket,
-    stream: &mut AggregatedMessageStream,
-    budget: FrameBudget,
-    after: Option<u64>,
-) -> End {
-    await_subscription(queue, who.connected_at).await;
-    let greeting = Box::pin(greeting(node, &who)).await;
-    if let Err(end) = socket.text(node, greeting).await {
-        return end;
-    }
-    // Subscribed before reading MySQL: anything committed after the read is
-    // already queued live, and `sent` drops what both paths deliver.
-    let mut state = State {
-        sent: None,
-        budget,
-        retry: None,
-        topics: None,
-    };
-    if let Some(after) = after {
-        let catchup = Catchup::After(after);
-        if let Err(end) = Box::pin(catch_up(node, &who, catchup, &mut state, socket)).await {
-            return end;
-        }
-    }
-    serve(node, who, queue, socket, stream, &mut state).await
-}
-
 async fn serve(
     node: &Node,
-    mut who: Who<'_>,
+    who: &mut Who<'_>,
     queue: &Arc<SendQueue>,
     socket: &mut Socket,
     stream: &mut AggregatedMessageStream,
@@ -168,14 +175,14 @@ async fn serve(
     loop {
         // Flush first: a change may have been signalled while this task was
         // busy elsewhere.
-        if let Err(end) = flush(node, &who, queue, socket, state).await {
+        if let Err(end) = flush(node, &*who, queue, socket, state).await {
             return end;
         }
         tokio::select! {
             _ = queue.changed() => {}
             _ = retry_due(&mut state.retry) => {
                 if let Some(retry) = state.retry.take() {
-                    if let Err(end) = Box::pin(retry_catch_up(node, &who, *retry, state, socket)).await {
+                    if let Err(end) = Box::pin(retry_catch_up(node, &*who, *retry, state, socket)).await {
                         return end;
                     }
                 }
@@ -223,9 +230,9 @@ async fn serve(
                     AggregatedMessage::Binary(_) => Reply::Refused(FrameError::Binary),
                     AggregatedMessage::Text(text) => match ClientFrame::parse(&text) {
                         Ok(ClientFrame::Topic(request)) => {
-                            Box::pin(topic_requests::handle(node, &who, queue, &mut state.topics, request)).await
+                            Box::pin(topic_requests::handle(node, &*who, queue, &mut state.topics, request)).await
                         }
-                        Ok(frame) => Box::pin(handle(node, &who, frame)).await,
+                        Ok(frame) => Box::pin(handle(node, &*who, frame)).await,
                         Err(error) => Reply::Refused(error),
                     },
                 };
@@ -233,7 +240,7 @@ async fn serve(
                     Reply::Nothing => continue,
                     Reply::Resume(after) => {
                         let catchup = Catchup::After(after);
-                        if let Err(end) = Box::pin(catch_up(node, &who, catchup, state, socket)).await {
+                        if let Err(end) = Box::pin(catch_up(node, &*who, catchup, state, socket)).await {
                             return end;
                         }
                         continue;

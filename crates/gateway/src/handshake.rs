@@ -42,7 +42,7 @@ pub(crate) async fn greeting(node: &Node, who: &Who<'_>) -> String {
             Err(_) => None,
         }
     };
-    let session_id = format!("{:032x}", who.session);
+    let session_id = who.session.to_string();
     ServerFrame::Welcome {
         session_id: &session_id,
         node: &node.id,

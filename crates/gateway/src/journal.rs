@@ -36,7 +36,7 @@ pub struct Peer {
 
 /// One connection attempt: its session id, when it began and from where.
 pub struct Attempt {
-    pub session: u128,
+    pub session: crate::sessions::SessionId,
     pub at: NaiveDateTime,
     /// Given up once the connection is established: its row and live
     /// session carry it from then on.
@@ -46,7 +46,7 @@ pub struct Attempt {
 impl Attempt {
     pub fn new(peer: Box<Peer>) -> Self {
         Self {
-            session: rand::random(),
+            session: crate::sessions::SessionId::random(),
             at: notify_store::now(),
             peer: Some(peer),
         }

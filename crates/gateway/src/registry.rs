@@ -28,7 +28,7 @@ struct Conn {
     /// Its token's roles, shared with the role counts' keys.
     roles: Box<[Arc<str>]>,
     /// Its session id, by which its user may close it.
-    session: u128,
+    session: crate::sessions::SessionId,
 }
 
 /// How long announced revocations are remembered here: a connection whose
@@ -159,7 +159,7 @@ impl Registry {
         jti: Option<&str>,
         iat: Option<u64>,
         roles: &[String],
-        session: u128,
+        session: crate::sessions::SessionId,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token_hash(jti);
@@ -411,7 +411,12 @@ impl Registry {
 
     /// Closes `user`'s local connections with session id `session` (or,
     /// with `keep`, every other one); returns how many.
-    pub fn close_sessions(&self, user: &str, session: u128, keep: bool) -> usize {
+    pub fn close_sessions(
+        &self,
+        user: &str,
+        session: Option<crate::sessions::SessionId>,
+        keep: bool,
+    ) -> usize {
         let users = self.users();
         let Some(entry) = users.get(user) else {
             return 0;
@@ -420,7 +425,7 @@ impl Registry {
         for conn in entry
             .conns
             .iter()
-            .filter(|c| (c.session == session) != keep)
+            .filter(|c| (Some(c.session) == session) != keep)
         {
             conn.queue.close(CloseSignal::SessionRevoked);
             closed += 1;
@@ -489,11 +494,15 @@ mod tests {
     use super::*;
     use crate::send_queue::Next;
 
+    fn id(n: u64) -> crate::sessions::SessionId {
+        crate::sessions::SessionId::parse(&format!("{n:032x}")).unwrap()
+    }
+
     #[test]
     fn first_and_last_connection_mark_the_user_dirty() {
         let registry = Registry::new(10, 1000);
-        let a = registry.register("u", Arc::default(), None, None, &[], 0);
-        let b = registry.register("u", Arc::default(), None, None, &[], 0);
+        let a = registry.register("u", Arc::default(), None, None, &[], id(0));
+        let b = registry.register("u", Arc::default(), None, None, &[], id(0));
         // The user's channel and the everyone channel.
         assert_eq!(registry.interest().take().len(), 2);
         drop(a);
@@ -510,9 +519,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), None, None, &[], 0),
-            registry.register("a", a2.clone(), None, None, &[], 0),
-            registry.register("b", b.clone(), None, None, &[], 0),
+            registry.register("a", a1.clone(), None, None, &[], id(0)),
+            registry.register("a", a2.clone(), None, None, &[], id(0)),
+            registry.register("b", b.clone(), None, None, &[], id(0)),
         ];
         assert_eq!(registry.deliver("a", &ByteString::from_static("x")), 2);
         assert!(matches!(a1.next(), Next::Send(_)));
@@ -526,9 +535,9 @@ mod tests {
         let registry = Registry::new(10, 1000);
         let (a1, a2, b): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) = Default::default();
         let _r = [
-            registry.register("a", a1.clone(), Some("t1"), None, &[], 0),
-            registry.register("a", a2.clone(), Some("t2"), None, &[], 0),
-            registry.register("b", b.clone(), Some("t3"), None, &[], 0),
+            registry.register("a", a1.clone(), Some("t1"), None, &[], id(0)),
+            registry.register("a", a2.clone(), Some("t2"), None, &[], id(0)),
+            registry.register("b", b.clone(), Some("t3"), None, &[], id(0)),
         ];
         assert_eq!(registry.revoke_token("t2"), 1);
         assert!(matches!(a2.next(), Next::Close(CloseSignal::Revoked)));
@@ -551,25 +560,26 @@ mod tests {
             Arc<SendQueue>,
         ) = Default::default();
         let _r = [
-            registry.register("a", s1.clone(), None, None, &[], 1),
-            registry.register("a", s2.clone(), None, None, &[], 2),
-            registry.register("a", s3.clone(), None, None, &[], 3),
-            registry.register("b", other.clone(), None, None, &[], 2),
+            registry.register("a", s1.clone(), None, None, &[], id(1)),
+            registry.register("a", s2.clone(), None, None, &[], id(2)),
+            registry.register("a", s3.clone(), None, None, &[], id(3)),
+            registry.register("b", other.clone(), None, None, &[], id(2)),
         ];
-        assert_eq!(registry.close_sessions("a", 2, false), 1);
+        assert_eq!(registry.close_sessions("a", Some(id(2)), false), 1);
         assert!(matches!(
             s2.next(),
             Next::Close(CloseSignal::SessionRevoked)
         ));
         assert!(matches!(s1.next(), Next::Idle));
-        assert_eq!(registry.close_sessions("a", 3, true), 2);
+        assert_eq!(registry.close_sessions("a", Some(id(3)), true), 2);
         assert!(matches!(
             s1.next(),
             Next::Close(CloseSignal::SessionRevoked)
         ));
         assert!(matches!(s3.next(), Next::Idle));
         assert!(matches!(other.next(), Next::Idle));
-        assert_eq!(registry.close_sessions("nobody", 1, false), 0);
+        assert_eq!(registry.close_sessions("nobody", Some(id(1)), false), 0);
+        assert_eq!(registry.close_sessions("a", None, false), 0);
     }
 
     #[test]
@@ -579,9 +589,16 @@ mod tests {
         let (both, ops, none): (Arc<SendQueue>, Arc<SendQueue>, Arc<SendQueue>) =
             Default::default();
         let _r = [
-            registry.register("a", both.clone(), None, None, &roles(&["ops", "admin"]), 0),
-            registry.register("b", ops.clone(), None, None, &roles(&["ops"]), 0),
-            registry.register("c", none.clone(), None, None, &[], 0),
+            registry.register(
+                "a",
+                both.clone(),
+                None,
+                None,
+                &roles(&["ops", "admin"]),
+                id(0),
+            ),
+            registry.register("b", ops.clone(), None, None, &roles(&["ops"]), id(0)),
+            registry.register("c", none.clone(), None, None, &[], id(0)),
         ];
         assert!(registry.wants_role("ops") && registry.wants_role("admin"));
         let named = roles(&["admin", "ops"]);
@@ -616,10 +633,10 @@ mod tests {
         ) = Default::default();
         let now = unix_now();
         let _r = [
-            registry.register("a", stolen.clone(), Some("stolen"), Some(now), &[], 0),
-            registry.register("a", other.clone(), Some("kept"), Some(now), &[], 0),
-            registry.register("mallory", mallory.clone(), None, Some(now - 10), &[], 0),
-            registry.register("mallory", later.clone(), None, Some(now + 5), &[], 0),
+            registry.register("a", stolen.clone(), Some("stolen"), Some(now), &[], id(0)),
+            registry.register("a", other.clone(), Some("kept"), Some(now), &[], id(0)),
+            registry.register("mallory", mallory.clone(), None, Some(now - 10), &[], id(0)),
+            registry.register("mallory", later.clone(), None, Some(now + 5), &[], id(0)),
         ];
         assert!(matches!(stolen.next(), Next::Close(CloseSignal::Revoked)));
         assert!(matches!(mallory.next(), Next::Close(CloseSignal::Revoked)));

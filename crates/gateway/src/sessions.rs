@@ -17,14 +17,14 @@ use crate::liveness::Reported;
 
 /// A change not reported yet.
 enum Pending {
-    Opened(u128),
-    Closed(u128, Arc<str>),
+    Opened(SessionId),
+    Closed(SessionId, Arc<str>),
 }
 
 #[derive(Default)]
 struct Local {
     /// Open sessions: id -> (user, JSON).
-    live: HashMap<u128, (Arc<str>, Box<str>)>,
+    live: HashMap<SessionId, (Arc<str>, Box<str>)>,
     pending: Vec<Pending>,
 }
 
@@ -43,7 +43,7 @@ impl Sessions {
         }
     }
 
-    pub fn open(&self, session: u128, user: &str, json: String) {
+    pub fn open(&self, session: SessionId, user: &str, json: String) {
         {
             let mut local = self.local();
             local
@@ -54,7 +54,7 @@ impl Sessions {
         self.changed.notify_one();
     }
 
-    pub fn close(&self, session: u128) {
+    pub fn close(&self, session: SessionId) {
         {
             let mut local = self.local();
             if let Some((user, _)) = local.live.remove(&session) {
@@ -144,7 +144,54 @@ impl Sessions {
     }
 }
 
+/// A connection's session id: 128 random bits, shown as 32 hex digits.
+/// Two `u64`s rather than a `SessionId`, whose 16-byte alignment would pad
+/// every connection's task and registry entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(u64, u64);
+
+impl SessionId {
+    pub fn random() -> Self {
+        Self(rand::random(), rand::random())
+    }
+
+    /// From its 32 hex digits; None for anything else.
+    pub fn parse(hex: &str) -> Option<Self> {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let high = u64::from_str_radix(&hex[..16], 16).ok()?;
+        let low = u64::from_str_radix(&hex[16..], 16).ok()?;
+        Some(Self(high, low))
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}{:016x}", self.0, self.1)
+    }
+}
+
 /// A session id as clients see it.
-pub fn hex(session: u128) -> String {
-    format!("{session:032x}")
+pub fn hex(session: SessionId) -> String {
+    session.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionId;
+
+    #[test]
+    fn session_ids_round_trip_as_hex() {
+        let id = SessionId::random();
+        let hex = id.to_string();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(SessionId::parse(&hex), Some(id));
+        assert_eq!(SessionId::parse("xyz"), None);
+        assert_eq!(SessionId::parse(&"g".repeat(32)), None);
+        assert_eq!(
+            SessionId(1, 2).to_string(),
+            "00000000000000010000000000000002"
+        );
+    }
 }

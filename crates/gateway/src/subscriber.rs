@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::interest::Channel;
 use crate::registry::Registry;
+use crate::sessions::SessionId;
 use crate::topics::Topics;
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command.
@@ -242,16 +243,14 @@ impl Subscriber {
         let closed = match Control::parse(payload) {
             Some(Control::DisconnectUser { user }) => self.registry.disconnect_user(&user),
             Some(Control::RevokeToken { jti }) => self.registry.revoke_token(&jti),
-            Some(Control::CloseSession { user, session }) => {
-                match u128::from_str_radix(&session, 16) {
-                    Ok(session) => self.registry.close_sessions(&user, session, false),
-                    Err(_) => 0,
-                }
-            }
+            Some(Control::CloseSession { user, session }) => match SessionId::parse(&session) {
+                Some(session) => self.registry.close_sessions(&user, Some(session), false),
+                None => 0,
+            },
+            // A `keep` that is no session id keeps nothing.
             Some(Control::CloseOtherSessions { user, keep }) => {
-                // A `keep` that is no session id keeps nothing.
-                let keep = u128::from_str_radix(&keep, 16).unwrap_or(u128::MAX);
-                self.registry.close_sessions(&user, keep, true)
+                self.registry
+                    .close_sessions(&user, SessionId::parse(&keep), true)
             }
             None => {
                 tracing::warn!("ignored an unknown control message");

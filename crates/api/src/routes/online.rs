@@ -12,10 +12,14 @@ use serde_json::{json, Map, Value};
 
 use super::redis_call;
 use crate::auth::require_api_key;
-use crate::body::{self, MAX_BODY_BYTES};
+use crate::body;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validation::MAX_RECIPIENTS;
+
+/// Room for 1,000 of the longest user ids (191 characters of up to 4
+/// bytes each), quoted and separated.
+const MAX_PRESENCE_BODY_BYTES: usize = 1024 * 1024;
 
 /// `GET /v1/users/{id}/presence`.
 pub async fn one(
@@ -46,7 +50,7 @@ pub async fn many(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_api_key(&req, &state)?;
-    let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
+    let raw = body::read(&req, payload, MAX_PRESENCE_BODY_BYTES).await?;
     let Users { users } = body::parse_json(&raw)?;
     if users.is_empty() {
         return Err(ApiError::InvalidField("users must not be empty".into()));
