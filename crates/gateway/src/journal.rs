@@ -21,10 +21,11 @@ use tokio::task::JoinHandle;
 use crate::sessions::{hex, Sessions};
 use crate::socket::{End, Socket};
 
-/// Longest a row waits before being written.
-const FLUSH_EVERY: Duration = Duration::from_millis(200);
-/// Rows per INSERT.
-const BATCH: usize = 500;
+/// Longest a row waits before being written: long enough that a burst of
+/// connects costs a few large INSERTs rather than many small ones.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Rows that trigger an early write.
+const BATCH: usize = notify_store::connection_log::MAX_ROWS_PER_STATEMENT * 2;
 
 /// What the upgrade knew about the client.
 #[derive(Debug, Clone, Default)]

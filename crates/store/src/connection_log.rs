@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Unsigned};
-use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use crate::StoreError;
 
@@ -32,6 +32,10 @@ pub struct ConnectionRecord {
     pub bytes_out: u64,
 }
 
+/// Most rows in one INSERT: 14 columns each, well under MySQL's 65,535
+/// placeholders, and a power of two (see [`ConnectionRecord::write_all`]).
+pub const MAX_ROWS_PER_STATEMENT: usize = 512;
+
 /// Longest user agent kept.
 pub const MAX_USER_AGENT_CHARS: usize = 512;
 /// Longest close reason kept.
@@ -46,18 +50,39 @@ pub fn clip(text: &str, max: usize) -> String {
 }
 
 impl ConnectionRecord {
-    /// Writes `records` in one statement. A record for a session already
+    /// Writes `records` in one transaction. A record for a session already
     /// written completes it (its end, counters and refusal), so a connect
     /// and its disconnect may arrive in the same batch or in two, and a
     /// disconnect whose connect was lost still leaves a whole row.
+    ///
+    /// Each row count is its own prepared statement on the server, so the
+    /// rows go in chunks of powers of two: a handful of statements, each
+    /// prepared once, whatever the batch sizes.
     pub async fn write_all(
         conn: &mut AsyncMysqlConnection,
         records: &[ConnectionRecord],
     ) -> Result<(), StoreError> {
-        use crate::schema::connection_logs::dsl::*;
         if records.is_empty() {
             return Ok(());
         }
+        conn.transaction(async |conn| {
+            let mut rest = records;
+            while !rest.is_empty() {
+                let size = 1usize << rest.len().min(MAX_ROWS_PER_STATEMENT).ilog2();
+                let (chunk, after) = rest.split_at(size);
+                Self::upsert(conn, chunk).await?;
+                rest = after;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    async fn upsert(
+        conn: &mut AsyncMysqlConnection,
+        records: &[ConnectionRecord],
+    ) -> Result<(), StoreError> {
+        use crate::schema::connection_logs::dsl::*;
         diesel::insert_into(connection_logs)
             .values(records)
             .on_conflict(diesel::dsl::DuplicatedKeys)

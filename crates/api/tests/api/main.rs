@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod connection_log;
 mod faults;
 mod feed;
 mod helpers;
