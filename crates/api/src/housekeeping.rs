@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use notify_bus::nodes::now_ms;
 use notify_store::idempotency::REPLAY_WINDOW;
 use notify_store::{ConnectionRecord, DbPool, IdempotencyKey, StoreError};
 
@@ -39,10 +38,9 @@ const LOG_CHUNK: i64 = 1000;
 pub async fn close_lost_connections(state: &AppState) {
     let result: Result<usize, String> = async {
         let mut redis = state.redis.get().await.map_err(|e| e.to_string())?;
-        let now = now_ms();
         state
             .nodes
-            .reap(&mut redis, now)
+            .reap(&mut redis)
             .await
             .map_err(|e| e.to_string())?;
         let mut conn = notify_store::pool::get(&state.db)
@@ -53,7 +51,7 @@ pub async fn close_lost_connections(state: &AppState) {
             .map_err(|e| e.to_string())?;
         let alive = state
             .nodes
-            .alive(&mut redis, &open, now)
+            .alive(&mut redis, &open)
             .await
             .map_err(|e| e.to_string())?;
         let at = notify_store::now();

@@ -15,19 +15,28 @@ use notify_protocol::ChannelNames;
 
 use crate::presence::ADD_PRESENCE;
 
+/// Redis's clock in ms: every expiry is set and compared by it, so nodes
+/// whose clocks differ never take each other for dead.
+pub(crate) const NOW_MS: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+"#;
+
 const HEARTBEAT: &str = r#"
 local nodes = ARGV[1] .. 'nodes'
 local known = redis.call('ZSCORE', nodes, ARGV[2])
-redis.call('ZADD', nodes, ARGV[3], ARGV[2])
+redis.call('ZADD', nodes, now_ms() + tonumber(ARGV[3]), ARGV[2])
 if known then return 1 end
 -- New, or taken for dead: whatever it reported before is gone.
 redis.call('DEL', ARGV[1] .. 'presence-node:' .. ARGV[2], ARGV[1] .. 'node-sessions:' .. ARGV[2])
 return 0
 "#;
 
-/// Takes back everything of the processes past their time (ARGV[2], Unix
-/// ms), or of the one named in ARGV[3]: presence (announcing who left) and
-/// live sessions (recording when their users were last seen, ARGV[4] s).
+/// Takes back everything of the processes past their time, or of the one
+/// named in ARGV[3]: presence (announcing who left) and live sessions
+/// (recording when their users were last seen, kept ARGV[4] s).
 const REAP: &str = r#"
 local prefix = ARGV[1]
 local nodes = prefix .. 'nodes'
@@ -35,7 +44,7 @@ local dead
 if ARGV[3] ~= '' then
   dead = {ARGV[3]}
 else
-  dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. ARGV[2])
+  dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. now_ms())
 end
 local now = redis.call('TIME')[1]
 for _, node in ipairs(dead) do
@@ -77,39 +86,35 @@ impl NodeStore {
     pub fn new(channels: ChannelNames) -> Self {
         Self {
             channels,
-            heartbeat: Script::new(HEARTBEAT),
-            reap: Script::new(&format!("{ADD_PRESENCE}{REAP}")),
+            heartbeat: Script::new(&format!("{NOW_MS}{HEARTBEAT}")),
+            reap: Script::new(&format!("{NOW_MS}{ADD_PRESENCE}{REAP}")),
         }
     }
 
-    /// Keeps `instance` alive until `expires_ms`; false when it was not
+    /// Keeps `instance` alive for `ttl_ms` more; false when it was not
     /// known, in which case what it reported before was cleared and it must
     /// report everything again.
     pub async fn heartbeat<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         instance: &str,
-        expires_ms: u64,
+        ttl_ms: u64,
     ) -> RedisResult<bool> {
         let known: i64 = self
             .heartbeat
             .prepare_invoke()
             .arg(self.channels.prefix())
             .arg(instance)
-            .arg(expires_ms)
+            .arg(ttl_ms)
             .invoke_async(conn)
             .await?;
         Ok(known == 1)
     }
 
-    /// Takes back what every process that stopped beating before `now_ms`
-    /// left; returns how many processes.
-    pub async fn reap<C: ConnectionLike + Send>(
-        &self,
-        conn: &mut C,
-        now_ms: u64,
-    ) -> RedisResult<u64> {
-        self.reap_call(conn, now_ms, "").await
+    /// Takes back what every process past its time left; returns how many
+    /// processes.
+    pub async fn reap<C: ConnectionLike + Send>(&self, conn: &mut C) -> RedisResult<u64> {
+        self.reap_call(conn, "").await
     }
 
     /// Takes back what `instance` holds at once (it is shutting down).
@@ -118,50 +123,44 @@ impl NodeStore {
         conn: &mut C,
         instance: &str,
     ) -> RedisResult<()> {
-        self.reap_call(conn, 0, instance).await.map(|_| ())
+        self.reap_call(conn, instance).await.map(|_| ())
     }
 
     async fn reap_call<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
-        now_ms: u64,
         instance: &str,
     ) -> RedisResult<u64> {
         self.reap
             .prepare_invoke()
             .arg(self.channels.prefix())
-            .arg(now_ms)
+            .arg(0)
             .arg(instance)
             .arg(LAST_SEEN_TTL_SECS)
             .invoke_async(conn)
             .await
     }
 
-    /// Of `instances`, those alive at `now_ms`.
+    /// Which of `instances` are alive, by Redis's clock.
     pub async fn alive<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         instances: &[String],
-        now_ms: u64,
     ) -> RedisResult<Vec<bool>> {
         if instances.is_empty() {
             return Ok(Vec::new());
         }
-        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+        let ((secs, micros), scores): ((u64, u64), Vec<Option<f64>>) = redis::pipe()
+            .cmd("TIME")
+            .cmd("ZMSCORE")
             .arg(self.channels.nodes())
             .arg(instances)
             .query_async(conn)
             .await?;
+        let now_ms = (secs * 1000 + micros / 1000) as f64;
         Ok(scores
             .into_iter()
-            .map(|score| score.is_some_and(|expiry| expiry >= now_ms as f64))
+            .map(|score| score.is_some_and(|expiry| expiry >= now_ms))
             .collect())
     }
-}
-
-/// Now, in Unix milliseconds: the unit of node expiries.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -47,15 +47,18 @@ end
 const REPORT: &str = r#"
 local prefix, node = ARGV[1], ARGV[2]
 local nodes = prefix .. 'nodes'
--- A node its peers took for dead must report everything again, not deltas.
+-- A node its peers took for dead must report everything again.
 if not redis.call('ZSCORE', nodes, node) then return 0 end
-redis.call('ZADD', nodes, ARGV[3], node)
+local t = redis.call('TIME')
+redis.call('ZADD', nodes, t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]), node)
 local node_key = prefix .. 'presence-node:' .. node
+-- Counts, not changes: a call that timed out on the client but ran is
+-- harmless to repeat.
 for i = 4, #ARGV, 3 do
   local topic, user = ARGV[i], ARGV[i + 1]
   local field = topic .. '\n' .. user
   local before = tonumber(redis.call('HGET', node_key, field) or '0')
-  local after = before + tonumber(ARGV[i + 2])
+  local after = tonumber(ARGV[i + 2])
   if after < 0 then after = 0 end
   if after == 0 then
     redis.call('HDEL', node_key, field)
@@ -67,12 +70,12 @@ end
 return 1
 "#;
 
-/// One node's change to one user's connections in one topic.
+/// One node's count of one user's connections in one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change<'a> {
     pub topic: &'a str,
     pub user: &'a str,
-    pub delta: i64,
+    pub count: i64,
 }
 
 pub struct PresenceStore {
@@ -90,21 +93,21 @@ impl PresenceStore {
         }
     }
 
-    /// Applies `changes` (at most [`MAX_CHANGES_PER_CALL`]) of `node`, and
-    /// keeps it alive until `expires_ms`. False when the node was not known
+    /// Sets `changes` (at most [`MAX_CHANGES_PER_CALL`]) of `node`, and
+    /// keeps it alive for `ttl_ms` more. False when the node was not known
     /// (never registered, or reaped): nothing was applied, and the node
     /// must register with [`NodeStore::heartbeat`] and report in full.
     pub async fn report<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         node: &str,
-        expires_ms: u64,
+        ttl_ms: u64,
         changes: &[Change<'_>],
     ) -> RedisResult<bool> {
         let mut call = self.report.prepare_invoke();
-        call.arg(self.channels.prefix()).arg(node).arg(expires_ms);
+        call.arg(self.channels.prefix()).arg(node).arg(ttl_ms);
         for change in changes {
-            call.arg(change.topic).arg(change.user).arg(change.delta);
+            call.arg(change.topic).arg(change.user).arg(change.count);
         }
         let applied: i64 = call.invoke_async(conn).await?;
         Ok(applied == 1)
@@ -116,9 +119,8 @@ impl PresenceStore {
         &self,
         conn: &mut C,
         topic: &str,
-        now_ms: u64,
     ) -> RedisResult<Vec<(String, u64)>> {
-        self.nodes.reap(conn, now_ms).await?;
+        self.nodes.reap(conn).await?;
         let mut users: Vec<(String, u64)> = redis::cmd("HGETALL")
             .arg(self.channels.presence(topic))
             .query_async(conn)
@@ -127,5 +129,3 @@ impl PresenceStore {
         Ok(users)
     }
 }
-
-pub use crate::nodes::now_ms;

@@ -27,9 +27,10 @@ const RECORD: &str = r#"
 local prefix, node = ARGV[1], ARGV[2]
 local nodes = prefix .. 'nodes'
 if not redis.call('ZSCORE', nodes, node) then return 0 end
-redis.call('ZADD', nodes, ARGV[3], node)
+local t = redis.call('TIME')
+redis.call('ZADD', nodes, t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]), node)
 local node_key = prefix .. 'node-sessions:' .. node
-local now = redis.call('TIME')[1]
+local now = t[1]
 for i = 5, #ARGV, 4 do
   local op, user, session = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local member = user .. '\n' .. session
@@ -101,19 +102,19 @@ impl SessionStore {
     }
 
     /// Applies `changes` (at most [`MAX_CHANGES_PER_CALL`]) of `instance`
-    /// and keeps it alive until `expires_ms`; false when it was not known
+    /// and keeps it alive for `ttl_ms` more; false when it was not known
     /// (see [`crate::nodes::NodeStore::heartbeat`]) and nothing was applied.
     pub async fn record<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         instance: &str,
-        expires_ms: u64,
+        ttl_ms: u64,
         changes: &[SessionChange<'_>],
     ) -> RedisResult<bool> {
         let mut call = self.record.prepare_invoke();
         call.arg(self.channels.prefix())
             .arg(instance)
-            .arg(expires_ms)
+            .arg(ttl_ms)
             .arg(LAST_SEEN_TTL_SECS);
         for change in changes {
             match *change {

@@ -107,7 +107,7 @@ pub async fn run(
         );
         (user, Token::from(claims), queue, registration)
     };
-    node.journal.opened(&mut attempt, &user);
+    let record = node.journal.opened(&mut attempt, &user);
     let mut who = Who {
         user: &user,
         connected_at: notify_store::now(),
@@ -149,7 +149,7 @@ pub async fn run(
         )
         .await
     };
-    node.journal.closed(&attempt, &user, &end, &socket);
+    record.closed(&end, &socket);
     socket.finish(&node, &end).await
 }
 
@@ -249,7 +249,17 @@ async fn serve(
                         token_expiry = newer.expires;
                         expiry.as_mut().reset(deadline(token_expiry, node));
                         who.registration.set_token(newer.id.as_deref(), &newer.roles);
+                        let roles_changed = who.token.roles != newer.roles;
                         who.token = newer;
+                        if roles_changed {
+                            // Topics the new roles do not allow are left.
+                            for topic in topic_requests::recheck(node, who, &mut state.topics) {
+                                let frame = ServerFrame::Unsubscribed { topic: &topic }.to_frame();
+                                if let Err(end) = socket.text(node, frame).await {
+                                    return end;
+                                }
+                            }
+                        }
                         ServerFrame::Refreshed { expires_at: token_expiry }.to_frame()
                     }
                     Reply::Text(text) => text,

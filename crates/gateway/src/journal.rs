@@ -107,9 +107,14 @@ impl Journal {
         self.stop.send_replace(true);
     }
 
-    /// The connection is established.
-    pub fn opened(&self, attempt: &mut Attempt, user: &str) {
-        let peer = attempt.peer.take().unwrap_or_default();
+    /// The connection is established; the returned record closes its row
+    /// and live session when the connection ends, even by panic.
+    pub fn opened<'a>(&'a self, attempt: &mut Attempt, user: &'a str) -> OpenRecord<'a> {
+        let mut peer = attempt.peer.take().unwrap_or_default();
+        peer.user_agent = peer
+            .user_agent
+            .as_deref()
+            .map(|ua| clip(ua, MAX_USER_AGENT_CHARS));
         let session_id = hex(attempt.session);
         tracing::info!(user, session = %session_id, node = %self.node, "connection opened");
         let live = LiveSession {
@@ -121,18 +126,24 @@ impl Journal {
         };
         self.sessions.open(attempt.session, user, live.to_json());
         self.record(ConnectionRecord {
-            user_agent: peer
-                .user_agent
-                .as_deref()
-                .map(|ua| clip(ua, MAX_USER_AGENT_CHARS)),
+            user_agent: peer.user_agent,
             client_address: peer.address,
             ..self.row(attempt, Some(user))
         });
+        OpenRecord {
+            journal: self,
+            attempt: Attempt {
+                session: attempt.session,
+                at: attempt.at,
+                peer: None,
+            },
+            user,
+            done: false,
+        }
     }
 
-    /// The established connection ended (`end`, or the client's own close
-    /// with `client_code`).
-    pub fn closed(&self, attempt: &Attempt, user: &str, end: &End, socket: &Socket) {
+    /// The established connection ended.
+    fn closed(&self, attempt: &Attempt, user: &str, end: &End, socket: Option<&Socket>) {
         self.sessions.close(attempt.session);
         let (code, reason) = close_of(end);
         let now = notify_store::now();
@@ -150,9 +161,9 @@ impl Journal {
             disconnected_at: Some(now),
             close_code: code,
             close_reason: Some(clip(reason, MAX_REASON_CHARS)),
-            frames_in: socket.frames_in,
-            frames_out: socket.frames_out,
-            bytes_out: socket.bytes_out,
+            frames_in: socket.map_or(0, |s| s.frames_in),
+            frames_out: socket.map_or(0, |s| s.frames_out),
+            bytes_out: socket.map_or(0, |s| s.bytes_out),
             ..self.row(attempt, Some(user))
         });
     }
@@ -170,7 +181,7 @@ impl Journal {
         let (code, reason) = close_of(end);
         tracing::info!(user, node = %self.node, refused, reason, "connection refused");
         let peer = attempt.peer.as_deref().cloned().unwrap_or_default();
-        self.record(ConnectionRecord {
+        self.record_refusal(ConnectionRecord {
             client_address: peer.address,
             user_agent: peer
                 .user_agent
@@ -191,7 +202,7 @@ impl Journal {
     pub fn refused_upgrade(&self, attempt: &Attempt, code: &'static str, status: u16) {
         tracing::info!(node = %self.node, refused = code, status, "connection refused");
         let peer = attempt.peer.as_deref().cloned().unwrap_or_default();
-        self.record(ConnectionRecord {
+        self.record_refusal(ConnectionRecord {
             client_address: peer.address,
             user_agent: peer
                 .user_agent
@@ -223,11 +234,51 @@ impl Journal {
         }
     }
 
+    /// Queues a refused attempt's row only while the queue is at most half
+    /// full: a flood of refused attempts must not crowd out the rows of
+    /// real connections.
+    fn record_refusal(&self, record: ConnectionRecord) {
+        match &self.tx {
+            Some(tx) if tx.capacity() * 2 < tx.max_capacity() => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.record(record),
+        }
+    }
+
     fn record(&self, record: ConnectionRecord) {
         if let Some(tx) = &self.tx {
             if tx.try_send(record).is_err() {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// An established connection as the journal knows it, until it ends.
+pub struct OpenRecord<'a> {
+    journal: &'a Journal,
+    attempt: Attempt,
+    user: &'a str,
+    done: bool,
+}
+
+impl OpenRecord<'_> {
+    /// The connection ended (`end`, after what `socket` counted).
+    pub fn closed(mut self, end: &End, socket: &Socket) {
+        self.done = true;
+        self.journal
+            .closed(&self.attempt, self.user, end, Some(socket));
+    }
+}
+
+impl Drop for OpenRecord<'_> {
+    /// A connection task that ended without saying how (a panic) still
+    /// closes its live session and its row.
+    fn drop(&mut self) {
+        if !self.done {
+            let end = End::Close(actix_ws::CloseCode::Error, "connection task ended");
+            self.journal.closed(&self.attempt, self.user, &end, None);
         }
     }
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_bus::nodes::now_ms;
 use notify_bus::{NodeStore, RedisPool};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -42,12 +41,16 @@ impl Liveness {
         let mut beat = tokio::time::interval(self.heartbeat);
         let mut reap = tokio::time::interval(self.heartbeat / 2);
         reap.reset();
+        // After a failed report, the next try waits for the heartbeat: a
+        // grace period already over must not turn into a busy loop.
+        let mut retry_at: Option<Instant> = None;
         loop {
-            let wake = self
-                .presence
-                .as_ref()
-                .and_then(|p| p.next_leave())
-                .unwrap_or_else(|| Instant::now() + self.heartbeat);
+            let next_leave = self.presence.as_ref().and_then(|p| p.next_leave());
+            let wake = match (next_leave, retry_at) {
+                (Some(leave), Some(retry)) => leave.max(retry),
+                (Some(leave), None) => leave,
+                (None, _) => Instant::now() + self.heartbeat,
+            };
             tokio::select! {
                 _ = self.sessions.changed() => {}
                 _ = changed(&self.presence) => {}
@@ -56,11 +59,11 @@ impl Liveness {
                 _ = reap.tick() => self.reap().await,
                 _ = stopped(&mut shutdown) => break,
             }
-            self.report().await;
+            retry_at = (!self.report().await).then(|| Instant::now() + self.heartbeat);
         }
         // Connections are closed by now: report their ends (for last-seen
         // times), then take the node out.
-        self.report().await;
+        let _ = self.report().await;
         match self.pool.get().await {
             Ok(mut conn) => {
                 if let Err(error) = self.nodes.leave(&mut conn, &self.instance).await {
@@ -73,16 +76,16 @@ impl Liveness {
         }
     }
 
-    /// When the node counts as dead if it beats no more.
-    fn expiry(&self) -> u64 {
-        now_ms() + (self.heartbeat.as_millis() as u64) * 3 / 2
+    /// How long the node counts as alive after each heartbeat or report.
+    fn ttl(&self) -> u64 {
+        (self.heartbeat.as_millis() as u64) * 3 / 2
     }
 
     async fn beat(&self) {
         let known = match self.pool.get().await {
             Ok(mut conn) => {
                 self.nodes
-                    .heartbeat(&mut conn, &self.instance, self.expiry())
+                    .heartbeat(&mut conn, &self.instance, self.ttl())
                     .await
             }
             Err(error) => return self.failed(&error),
@@ -96,7 +99,7 @@ impl Liveness {
 
     async fn reap(&self) {
         let reaped = match self.pool.get().await {
-            Ok(mut conn) => self.nodes.reap(&mut conn, now_ms()).await,
+            Ok(mut conn) => self.nodes.reap(&mut conn).await,
             Err(error) => return self.failed(&error),
         };
         match reaped {
@@ -118,35 +121,41 @@ impl Liveness {
         }
     }
 
-    /// Reports pending session and presence changes. A node Redis does not
-    /// know registers again and reports everything; a failure waits for
-    /// the next heartbeat.
-    async fn report(&self) {
+    /// Reports pending session and presence changes; false when Redis did
+    /// not take them. A node Redis does not know registers again and
+    /// reports everything.
+    async fn report(&self) -> bool {
         let mut conn = match self.pool.get().await {
             Ok(conn) => conn,
-            Err(error) => return self.failed(&error),
+            Err(error) => {
+                self.failed(&error);
+                return false;
+            }
         };
         for _ in 0..2 {
-            let expiry = self.expiry();
-            let mut outcome = self.sessions.flush(&mut conn, &self.instance, expiry).await;
+            let ttl = self.ttl();
+            let mut outcome = self.sessions.flush(&mut conn, &self.instance, ttl).await;
             if let (Reported::Done, Some(presence)) = (&outcome, &self.presence) {
-                outcome = presence.flush(&mut conn, &self.instance, expiry).await;
+                outcome = presence.flush(&mut conn, &self.instance, ttl).await;
             }
             match outcome {
-                Reported::Done => return,
-                Reported::Failed(error) => return self.failed(&error),
+                Reported::Done => return true,
+                Reported::Failed(error) => {
+                    self.failed(&error);
+                    return false;
+                }
                 Reported::Unknown => {
-                    match self
-                        .nodes
-                        .heartbeat(&mut conn, &self.instance, expiry)
-                        .await
-                    {
+                    match self.nodes.heartbeat(&mut conn, &self.instance, ttl).await {
                         Ok(_) => self.report_all_again(),
-                        Err(error) => return self.failed(&error),
+                        Err(error) => {
+                            self.failed(&error);
+                            return false;
+                        }
                     }
                 }
             }
         }
+        false
     }
 
     fn failed(&self, error: &dyn std::fmt::Display) {

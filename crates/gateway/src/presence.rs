@@ -110,12 +110,7 @@ impl Presence {
 
     /// Sends every change that is due; what fails stays dirty for the next
     /// try.
-    pub async fn flush(
-        &self,
-        conn: &mut RedisConnection,
-        instance: &str,
-        expires_ms: u64,
-    ) -> Reported {
+    pub async fn flush(&self, conn: &mut RedisConnection, instance: &str, ttl_ms: u64) -> Reported {
         let now = Instant::now();
         let due: Vec<(Key, i64, i64)> = {
             let mut local = self.local();
@@ -141,17 +136,13 @@ impl Presence {
         for (at, chunk) in due.chunks(MAX_CHANGES_PER_CALL).enumerate() {
             let changes: Vec<Change<'_>> = chunk
                 .iter()
-                .map(|((topic, user), _, delta)| Change {
+                .map(|((topic, user), target, _)| Change {
                     topic,
                     user,
-                    delta: *delta,
+                    count: *target,
                 })
                 .collect();
-            match self
-                .store
-                .report(conn, instance, expires_ms, &changes)
-                .await
-            {
+            match self.store.report(conn, instance, ttl_ms, &changes).await {
                 Ok(true) => self.reported(chunk),
                 Ok(false) => {
                     self.report_all_again();

@@ -58,7 +58,18 @@ impl Sessions {
         {
             let mut local = self.local();
             if let Some((user, _)) = local.live.remove(&session) {
-                local.pending.push(Pending::Closed(session, user));
+                // Never reported (Redis away meanwhile): nothing to undo,
+                // and pending changes stay bounded by the open sessions.
+                let unsent = local
+                    .pending
+                    .iter()
+                    .position(|p| matches!(p, Pending::Opened(s) if *s == session));
+                match unsent {
+                    Some(at) => {
+                        local.pending.remove(at);
+                    }
+                    None => local.pending.push(Pending::Closed(session, user)),
+                }
             }
         }
         self.changed.notify_one();

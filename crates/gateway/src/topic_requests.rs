@@ -115,27 +115,32 @@ async fn subscribe(
             node.limits.max_topics_per_connection,
         ));
     }
+    // Held from the join on (without presence until it is answered), so
+    // the membership is given back however this connection ends.
     let joined = if already {
         None
     } else {
-        node.topics.join(topic, memberships.conn, queue)
-    };
-    let undo = |node: &Node| {
-        if joined.is_some() {
-            node.topics.leave(topic, memberships.conn);
+        let key = node.topics.join(topic, memberships.conn, queue);
+        if let Some(key) = &key {
+            memberships.held.push((key.clone(), false));
         }
+        key
     };
-    if !node.topics.confirmed(topic, CONFIRM_WAIT).await {
-        undo(node);
-        return Err(FrameError::Unavailable(
-            "could not subscribe right now, retry later",
-        ));
-    }
-    let snapshot = match read_snapshot(node, topic).await {
+    let confirmed = node.topics.confirmed(topic, CONFIRM_WAIT).await;
+    let snapshot = match confirmed {
+        true => read_snapshot(node, topic).await,
+        false => Err("Redis did not confirm the subscription in time".to_string()),
+    };
+    let snapshot = match snapshot {
         Ok(snapshot) => snapshot,
         Err(error) => {
-            tracing::warn!(%error, "could not read a topic snapshot");
-            undo(node);
+            tracing::warn!(%error, "could not subscribe a connection to a topic");
+            if let Some(key) = joined {
+                memberships
+                    .held
+                    .retain(|(held, _)| !Arc::ptr_eq(held, &key));
+                memberships.release(&key, false);
+            }
             return Err(FrameError::Unavailable(
                 "could not subscribe right now, retry later",
             ));
@@ -144,8 +149,14 @@ async fn subscribe(
     if let Some(key) = joined {
         if let (true, Some(presence)) = (rule.presence, &node.presence) {
             presence.join(&key, &memberships.user);
+            if let Some(held) = memberships
+                .held
+                .iter_mut()
+                .find(|(held, _)| Arc::ptr_eq(held, &key))
+            {
+                held.1 = true;
+            }
         }
-        memberships.held.push((key, rule.presence));
     }
     Ok(Reply::Text(
         ServerFrame::Subscribed {
@@ -201,6 +212,30 @@ fn publish(
     .to_frame();
     node.publisher.publish(node.channels.topic(topic), frame);
     Ok(Reply::Nothing)
+}
+
+/// After a `refresh` changed the connection's roles: leaves the topics the
+/// policy no longer lets it subscribe to, and returns them.
+pub(crate) fn recheck(node: &Node, who: &Who<'_>, held: &mut Held) -> Vec<Arc<str>> {
+    let Some(memberships) = held else {
+        return Vec::new();
+    };
+    let mut left = Vec::new();
+    memberships.held.retain(|(topic, presence)| {
+        let allowed = node
+            .policy
+            .rule(topic, who.user)
+            .subscribe
+            .allows(&who.token.roles);
+        if !allowed {
+            left.push((topic.clone(), *presence));
+        }
+        allowed
+    });
+    for (topic, presence) in &left {
+        memberships.release(topic, *presence);
+    }
+    left.into_iter().map(|(topic, _)| topic).collect()
 }
 
 /// The topic's retained event, if any; JSON text that is not valid (written

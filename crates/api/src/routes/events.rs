@@ -16,9 +16,6 @@ use crate::validation::events::{Audience, CheckedEvent, EventRequest};
 
 use super::redis_call;
 
-/// Commands per pipeline when an event goes to many users.
-const PIPELINE: usize = notify_bus::MAX_PIPELINE;
-
 pub async fn send(
     req: HttpRequest,
     payload: web::Payload,
@@ -80,31 +77,40 @@ async fn publish(
         } => Some(channels.snapshot(topic)),
         _ => None,
     };
+    // One pipeline (at most 1,000 PUBLISHes): a failure leaves no user with
+    // an event whose retry would come under another id.
     redis_call(state, "publish an event", async |mut conn| {
-        for chunk in names.chunks(PIPELINE) {
-            let mut pipe = redis::pipe();
-            if let Some(key) = &retain {
-                pipe.atomic().set(key, frame);
-            }
-            for name in chunk {
-                pipe.publish(name, frame);
-            }
-            pipe.query_async::<()>(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        if let Some(key) = &retain {
+            pipe.atomic().set(key, frame);
         }
-        Ok(())
+        for name in &names {
+            pipe.publish(name, frame);
+        }
+        pipe.query_async::<()>(&mut conn).await
     })
     .await
 }
 
-/// Checks the credentials of a request without a body.
-async fn authorised(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+/// Checks the credentials of a request without a body, then runs `work`;
+/// a signed request whose work fails gets its webhook id back, so its
+/// retry is not taken for a replay.
+async fn authorised<T>(
+    req: &HttpRequest,
+    state: &AppState,
+    work: impl AsyncFnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let credentials = Credentials::from_headers(req, state)?;
     credentials.required()?;
     let (_sender, once) = credentials.identify(state, b"", None)?;
     if let Some(once) = &once {
         once.claim(state).await?;
     }
-    Ok(())
+    let result = work().await;
+    if let (Err(_), Some(once)) = (&result, &once) {
+        once.release(state).await;
+    }
+    result
 }
 
 fn topic_of(path: &str) -> Result<&str, ApiError> {
@@ -121,14 +127,15 @@ pub async fn clear_snapshot(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorised(&req, &state).await?;
-    let topic = topic_of(&path)?;
-    let key = state.channels.snapshot(topic);
-    redis_call(&state, "clear a snapshot", async |mut conn| {
-        redis::cmd("DEL")
-            .arg(&key)
-            .query_async::<()>(&mut conn)
-            .await
+    authorised(&req, &state, async || {
+        let key = state.channels.snapshot(topic_of(&path)?);
+        redis_call(&state, "clear a snapshot", async |mut conn| {
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -140,17 +147,19 @@ pub async fn presence(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorised(&req, &state).await?;
-    let topic = topic_of(&path)?;
-    // Placeholder rules belong to one subject; a server asks as nobody.
-    if !state.policy.rule(topic, "").presence {
-        return Err(ApiError::PresenceDisabled);
-    }
-    let users = redis_call(&state, "read presence", async |mut conn| {
-        let now = notify_bus::presence::now_ms();
-        state.presence.list(&mut conn, topic, now).await
+    let users = authorised(&req, &state, async || {
+        let topic = topic_of(&path)?;
+        // Placeholder rules belong to one subject; a server asks as nobody.
+        if !state.policy.rule(topic, "").presence {
+            return Err(ApiError::PresenceDisabled);
+        }
+        redis_call(&state, "read presence", async |mut conn| {
+            state.presence.list(&mut conn, topic).await
+        })
+        .await
     })
     .await?;
+    let topic = path.as_str();
     let count = users.len();
     let users: Vec<serde_json::Value> = users
         .into_iter()

@@ -5,7 +5,6 @@
 //! revoked`). Another user's session looks like one that does not exist.
 
 use actix_web::{web, HttpResponse};
-use notify_bus::nodes::now_ms;
 use notify_protocol::Control;
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +28,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let sessions = redis_call(&state, "list sessions", async |mut conn| {
         // Sessions of gateways that died go first.
-        state.nodes.reap(&mut conn, now_ms()).await?;
+        state.nodes.reap(&mut conn).await?;
         state.sessions.list(&mut conn, &user).await
     })
     .await?;

@@ -516,3 +516,36 @@ async fn presence_of_a_killed_gateway_disappears_within_two_heartbeats() {
     );
     let _ = std::fs::remove_file(policy);
 }
+
+#[actix_web::test]
+async fn a_refresh_that_drops_a_role_leaves_the_topics_it_allowed() {
+    let cluster = Cluster::with_policy(STATUS_ROOM).await;
+    let g = cluster.gateway().await;
+    let user = unique("ops");
+    let mut c = connect(&g, &user, &["ops"]).await;
+    subscribe(&mut c, "ops.deploys").await;
+    subscribe(&mut c, "status").await;
+    c.send(&json!({"type": "refresh", "token": token_with_roles(&user, &[])}).to_string())
+        .await;
+    assert_eq!(
+        c.text().await,
+        json!({"type": "unsubscribed", "topic": "ops.deploys"})
+    );
+    assert_eq!(c.text().await["type"], "refreshed");
+    cluster
+        .event(json!({"event": "deploy", "topic": "ops.deploys"}))
+        .await;
+    cluster
+        .event(json!({"event": "status", "topic": "status"}))
+        .await;
+    // Still in `status`, no longer in `ops.deploys`.
+    event(&mut c, "status").await;
+    let id = cluster.sentinel(&user).await;
+    nothing_before(&mut c, &id).await;
+    eventually(
+        "ops.deploys unsubscribed",
+        Duration::from_secs(5),
+        || async { cluster.numsub("topic:ops.deploys").await == 0 },
+    )
+    .await;
+}
