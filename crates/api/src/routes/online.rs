@@ -15,7 +15,7 @@ use crate::auth::require_api_key;
 use crate::body;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::validation::MAX_RECIPIENTS;
+use crate::validation::user_list;
 
 /// Room for 1,000 of the longest user ids (191 characters of up to 4
 /// bytes each), quoted and separated.
@@ -52,20 +52,7 @@ pub async fn many(
     require_api_key(&req, &state)?;
     let raw = body::read(&req, payload, MAX_PRESENCE_BODY_BYTES).await?;
     let Users { users } = body::parse_json(&raw)?;
-    if users.is_empty() {
-        return Err(ApiError::InvalidField("users must not be empty".into()));
-    }
-    if users.len() > MAX_RECIPIENTS {
-        return Err(ApiError::TooManyRecipients(MAX_RECIPIENTS));
-    }
-    if let Some(bad) = users.iter().position(|u| !valid_user_id(u)) {
-        return Err(ApiError::InvalidField(format!(
-            "users[{bad}] is not a valid user id"
-        )));
-    }
-    let mut unique: Vec<&str> = users.iter().map(String::as_str).collect();
-    unique.sort_unstable();
-    unique.dedup();
+    let unique = user_list(&users)?;
     let found = lookup(&state, &unique).await?;
     let map: Map<String, Value> = unique
         .iter()

@@ -1,12 +1,12 @@
 //! What a `POST /v1/events` body must be: an event name, any JSON `data`,
 //! and exactly one audience.
 
-use notify_auth::jwt::{valid_user_id, MAX_ROLES};
+use notify_auth::jwt::MAX_ROLES;
 use notify_protocol::names::{valid_event_name, valid_role, valid_topic};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{json_depth, MAX_METADATA_DEPTH, MAX_RECIPIENTS};
+use super::{json_depth, MAX_METADATA_DEPTH};
 use crate::error::ApiError;
 
 #[derive(Deserialize)]
@@ -97,21 +97,7 @@ impl EventRequest {
             }
             Audience::Roles(unique)
         } else if let Some(users) = &self.users {
-            if users.is_empty() {
-                return Err(ApiError::InvalidField("users must not be empty".into()));
-            }
-            if users.len() > MAX_RECIPIENTS {
-                return Err(ApiError::TooManyRecipients(MAX_RECIPIENTS));
-            }
-            if let Some(bad) = users.iter().position(|u| !valid_user_id(u)) {
-                return Err(ApiError::InvalidField(format!(
-                    "users[{bad}] is not a valid user id"
-                )));
-            }
-            let mut unique: Vec<&str> = users.iter().map(String::as_str).collect();
-            unique.sort_unstable();
-            unique.dedup();
-            Audience::Users(unique)
+            Audience::Users(super::user_list(users)?)
         } else {
             Audience::All
         };

@@ -13,6 +13,26 @@ use crate::error::ApiError;
 
 pub mod events;
 
+/// A `users` list of a request: 1 to [`MAX_RECIPIENTS`] valid user ids,
+/// returned sorted without duplicates.
+pub fn user_list(users: &[String]) -> Result<Vec<&str>, ApiError> {
+    if users.is_empty() {
+        return Err(ApiError::InvalidField("users must not be empty".into()));
+    }
+    if users.len() > MAX_RECIPIENTS {
+        return Err(ApiError::TooManyRecipients(MAX_RECIPIENTS));
+    }
+    if let Some(bad) = users.iter().position(|u| !valid_user_id(u)) {
+        return Err(ApiError::InvalidField(format!(
+            "users[{bad}] is not a valid user id"
+        )));
+    }
+    let mut unique: Vec<&str> = users.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    Ok(unique)
+}
+
 pub const MAX_RECIPIENTS: usize = 1000;
 pub const MAX_TITLE_CHARS: usize = 255;
 pub const MAX_MESSAGE_CHARS: usize = 10_000;

@@ -199,6 +199,47 @@ impl Cluster {
         serde_json::from_value(reply["ids"].clone()).unwrap()
     }
 
+    /// A server's request to the api with the API key: status and JSON
+    /// reply (null when not JSON).
+    pub async fn as_server(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api_request(method, path, ("x-api-key", API_KEY.to_owned()), body)
+            .await
+    }
+
+    /// A user's request to the api with their token.
+    pub async fn as_user(&self, user: &str, method: &str, path: &str) -> (u16, Value) {
+        let bearer = format!("Bearer {}", notify_testkit::token(user));
+        self.api_request(method, path, ("authorization", bearer), None)
+            .await
+    }
+
+    async fn api_request(
+        &self,
+        method: &str,
+        path: &str,
+        header: (&str, String),
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = awc::Client::new();
+        let url = format!("{}{path}", self.api);
+        let request = match method {
+            "POST" => client.post(url),
+            "DELETE" => client.delete(url),
+            _ => client.get(url),
+        }
+        .insert_header(header);
+        let mut response = match body {
+            Some(body) => request.send_json(&body).await,
+            None => request.send().await,
+        }
+        .expect("api answers");
+        let bytes = response.body().await.expect("body");
+        (
+            response.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// Redis channels of this test that have at least one subscriber.
     pub async fn subscribed_channels(&self) -> Vec<String> {
         let client = redis::Client::open(self.redis_url.as_str()).unwrap();

@@ -12,49 +12,6 @@ use serde_json::{json, Value};
 use crate::faults::GatewayProcess;
 use crate::helpers::*;
 
-/// A user's request to the api with their token.
-async fn as_user(cluster: &Cluster, user: &str, method: &str, path: &str) -> (u16, Value) {
-    let client = awc::Client::new();
-    let url = format!("{}{path}", cluster.api);
-    let request = match method {
-        "DELETE" => client.delete(url),
-        _ => client.get(url),
-    }
-    .bearer_auth(token(user));
-    let mut response = request.send().await.expect("api answers");
-    let body = response.body().await.expect("body");
-    (
-        response.status().as_u16(),
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
-    )
-}
-
-/// A server's request with the API key.
-async fn as_server(
-    cluster: &Cluster,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = awc::Client::new();
-    let url = format!("{}{path}", cluster.api);
-    let request = match method {
-        "POST" => client.post(url),
-        _ => client.get(url),
-    }
-    .insert_header(("x-api-key", API_KEY));
-    let mut response = match body {
-        Some(body) => request.send_json(&body).await,
-        None => request.send().await,
-    }
-    .expect("api answers");
-    let bytes = response.body().await.expect("body");
-    (
-        response.status().as_u16(),
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 /// The connection log row of `session`, as JSON, once it exists.
 async fn row(cluster: &Cluster, session: &str) -> Value {
     let query = format!(
@@ -181,12 +138,12 @@ async fn users_list_and_sign_out_their_sessions_on_any_node() {
 
     let path = format!("/api/sessions?session_id={s1}");
     eventually("three sessions listed", Duration::from_secs(5), || async {
-        as_user(&cluster, &alice, "GET", &path).await.1["sessions"]
+        cluster.as_user(&alice, "GET", &path).await.1["sessions"]
             .as_array()
             .is_some_and(|s| s.len() == 3)
     })
     .await;
-    let (status, listed) = as_user(&cluster, &alice, "GET", &path).await;
+    let (status, listed) = cluster.as_user(&alice, "GET", &path).await;
     assert_eq!(status, 200);
     let sessions = listed["sessions"].as_array().unwrap();
     let first = sessions
@@ -204,21 +161,27 @@ async fn users_list_and_sign_out_their_sessions_on_any_node() {
     assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
 
     // Another user's session, or none at all, is not found.
-    let (status, _) = as_user(&cluster, &bob, "DELETE", &format!("/api/sessions/{s2}")).await;
+    let (status, _) = cluster
+        .as_user(&bob, "DELETE", &format!("/api/sessions/{s2}"))
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = as_user(
-        &cluster,
-        &alice,
-        "DELETE",
-        &format!("/api/sessions/{}", session_of(&wb)),
-    )
-    .await;
+    let (status, _) = cluster
+        .as_user(
+            &alice,
+            "DELETE",
+            &format!("/api/sessions/{}", session_of(&wb)),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = as_user(&cluster, &alice, "DELETE", "/api/sessions/nope").await;
+    let (status, _) = cluster
+        .as_user(&alice, "DELETE", "/api/sessions/nope")
+        .await;
     assert_eq!(status, 404);
 
     // Alice signs out her second session, on g2: only it closes.
-    let (status, _) = as_user(&cluster, &alice, "DELETE", &format!("/api/sessions/{s2}")).await;
+    let (status, _) = cluster
+        .as_user(&alice, "DELETE", &format!("/api/sessions/{s2}"))
+        .await;
     assert_eq!(status, 204);
     assert_eq!(
         a2.closed().await,
@@ -229,13 +192,9 @@ async fn users_list_and_sign_out_their_sessions_on_any_node() {
     assert_eq!(a3.notification_id().await, ids[0]);
 
     // Then every session but the first.
-    let (status, reply) = as_user(
-        &cluster,
-        &alice,
-        "DELETE",
-        &format!("/api/sessions?except={s1}"),
-    )
-    .await;
+    let (status, reply) = cluster
+        .as_user(&alice, "DELETE", &format!("/api/sessions?except={s1}"))
+        .await;
     assert_eq!((status, reply["closed"].as_u64()), (200, Some(1)));
     assert_eq!(a3.closed().await.0, Some(1008));
     let closed = row_when(&cluster, &s3, |r| r["disconnected"] == true).await;
@@ -247,7 +206,7 @@ async fn users_list_and_sign_out_their_sessions_on_any_node() {
         (Some(1008), Some("session revoked"))
     );
     eventually("one session left", Duration::from_secs(5), || async {
-        let listed = as_user(&cluster, &alice, "GET", "/api/sessions").await.1;
+        let listed = cluster.as_user(&alice, "GET", "/api/sessions").await.1;
         listed["sessions"].as_array().is_some_and(|s| s.len() == 1)
             && listed["sessions"][0]["session_id"] == s1.as_str()
             && listed["sessions"][0]["current"] == false
@@ -270,23 +229,15 @@ async fn servers_ask_who_is_online_for_a_thousand_users_at_once() {
         .collect();
     users.extend([alice.clone(), bob.clone(), carol.clone()]);
     eventually("alice and bob online", Duration::from_secs(5), || async {
-        let (_, reply) = as_server(
-            &cluster,
-            "POST",
-            "/v1/presence",
-            Some(json!({"users": users})),
-        )
-        .await;
+        let (_, reply) = cluster
+            .as_server("POST", "/v1/presence", Some(json!({"users": users})))
+            .await;
         reply["users"][&alice]["connections"] == 2 && reply["users"][&bob]["online"] == true
     })
     .await;
-    let (status, reply) = as_server(
-        &cluster,
-        "POST",
-        "/v1/presence",
-        Some(json!({"users": users})),
-    )
-    .await;
+    let (status, reply) = cluster
+        .as_server("POST", "/v1/presence", Some(json!({"users": users})))
+        .await;
     assert_eq!(status, 200);
     let map = reply["users"].as_object().unwrap();
     assert_eq!(map.len(), 1000);
@@ -300,24 +251,23 @@ async fn servers_ask_who_is_online_for_a_thousand_users_at_once() {
     // Bob leaves: offline, seen when his connection ended.
     b.send_message(awc::ws::Message::Close(None)).await;
     eventually("bob offline", Duration::from_secs(5), || async {
-        let (_, bob_now) =
-            as_server(&cluster, "GET", &format!("/v1/users/{bob}/presence"), None).await;
+        let (_, bob_now) = cluster
+            .as_server("GET", &format!("/v1/users/{bob}/presence"), None)
+            .await;
         bob_now["online"] == false && bob_now["last_seen_at"].is_string()
     })
     .await;
     let too_many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
-    let (status, reply) = as_server(
-        &cluster,
-        "POST",
-        "/v1/presence",
-        Some(json!({"users": too_many})),
-    )
-    .await;
+    let (status, reply) = cluster
+        .as_server("POST", "/v1/presence", Some(json!({"users": too_many})))
+        .await;
     assert_eq!(
         (status, reply["error"]["code"].as_str()),
         (400, Some("too_many_recipients"))
     );
-    let (status, _) = as_server(&cluster, "POST", "/v1/presence", Some(json!({"users": []}))).await;
+    let (status, _) = cluster
+        .as_server("POST", "/v1/presence", Some(json!({"users": []})))
+        .await;
     assert_eq!(status, 400);
 }
 
@@ -330,14 +280,10 @@ async fn a_killed_gateway_leaves_no_session_open() {
     let session = session_of(&welcome);
     row_when(&cluster, &session, |r| !r.is_null()).await;
     eventually("alice online", Duration::from_secs(5), || async {
-        as_server(
-            &cluster,
-            "GET",
-            &format!("/v1/users/{alice}/presence"),
-            None,
-        )
-        .await
-        .1["online"]
+        cluster
+            .as_server("GET", &format!("/v1/users/{alice}/presence"), None)
+            .await
+            .1["online"]
             == true
     })
     .await;
@@ -347,16 +293,12 @@ async fn a_killed_gateway_leaves_no_session_open() {
     let closed = row_when(&cluster, &session, |r| r["disconnected"] == true).await;
     assert_eq!(closed["close_reason"], "node_lost");
     assert_eq!(closed["close_code"], Value::Null);
-    let listed = as_user(&cluster, &alice, "GET", "/api/sessions").await.1;
+    let listed = cluster.as_user(&alice, "GET", "/api/sessions").await.1;
     assert_eq!(listed["sessions"], json!([]));
-    let presence = as_server(
-        &cluster,
-        "GET",
-        &format!("/v1/users/{alice}/presence"),
-        None,
-    )
-    .await
-    .1;
+    let presence = cluster
+        .as_server("GET", &format!("/v1/users/{alice}/presence"), None)
+        .await
+        .1;
     assert_eq!(presence["online"], false);
     assert!(presence["last_seen_at"].is_string());
 }

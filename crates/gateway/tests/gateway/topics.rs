@@ -34,28 +34,7 @@ const STATUS_ROOM: &str = r#"
 impl Cluster {
     /// Posts a `/v1/events` body; returns status and reply.
     async fn event(&self, body: Value) -> (u16, Value) {
-        self.request("POST", "/v1/events", Some(body)).await
-    }
-
-    async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = awc::Client::new();
-        let url = format!("{}{path}", self.api);
-        let request = match method {
-            "POST" => client.post(url),
-            "DELETE" => client.delete(url),
-            _ => client.get(url),
-        }
-        .insert_header(("x-api-key", API_KEY));
-        let mut response = match body {
-            Some(body) => request.send_json(&body).await,
-            None => request.send().await,
-        }
-        .expect("api answers");
-        let bytes = response.body().await.expect("body");
-        (
-            response.status().as_u16(),
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        self.as_server("POST", "/v1/events", Some(body)).await
     }
 
     /// Subscribers of a Redis channel of this test.
@@ -82,7 +61,7 @@ impl Cluster {
 
     async fn presence(&self, topic: &str) -> Value {
         let (status, reply) = self
-            .request("GET", &format!("/v1/topics/{topic}/presence"), None)
+            .as_server("GET", &format!("/v1/topics/{topic}/presence"), None)
             .await;
         assert_eq!(status, 200, "{reply}");
         reply
@@ -214,13 +193,13 @@ async fn a_retained_event_is_the_snapshot_of_later_subscribers() {
     assert_eq!(snapshot["id"], reply["id"]);
 
     let (status, _) = cluster
-        .request("DELETE", &format!("/v1/topics/{topic}/snapshot"), None)
+        .as_server("DELETE", &format!("/v1/topics/{topic}/snapshot"), None)
         .await;
     assert_eq!(status, 204);
     let mut b = connect(&g, &unique("b"), &[]).await;
     assert_eq!(subscribe(&mut b, &topic).await["snapshot"], Value::Null);
     let (status, reply) = cluster
-        .request("DELETE", "/v1/topics/bad%20topic/snapshot", None)
+        .as_server("DELETE", "/v1/topics/bad%20topic/snapshot", None)
         .await;
     assert_eq!(
         (status, reply["error"]["code"].as_str()),
@@ -463,14 +442,14 @@ async fn presence_announces_joins_and_leaves_and_lists_who_is_there() {
     nothing_before(&mut w, &id).await;
 
     let (status, reply) = cluster
-        .request("GET", "/v1/topics/status/presence", None)
+        .as_server("GET", "/v1/topics/status/presence", None)
         .await;
     assert_eq!(
         (status, reply["error"]["code"].as_str()),
         (404, Some("presence_disabled"))
     );
     let (status, _) = cluster
-        .request("GET", "/v1/topics/a%20b/presence", None)
+        .as_server("GET", "/v1/topics/a%20b/presence", None)
         .await;
     assert_eq!(status, 400);
 }
