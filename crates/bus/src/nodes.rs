@@ -34,12 +34,15 @@ redis.call('DEL', ARGV[1] .. 'presence-node:' .. ARGV[2], ARGV[1] .. 'node-sessi
 return 0
 "#;
 
-/// Takes back everything of the processes past their time, or of the one
-/// named in ARGV[3]: presence (announcing who left) and live sessions
-/// (recording when their users were last seen, kept ARGV[4] s).
+/// Takes back what the processes past their time left, or the one named
+/// in ARGV[3]: presence (announcing who left) and live sessions (recording
+/// when their users were last seen, kept ARGV[4] s). At most ARGV[5]
+/// entries per call, so that a large dead node never holds Redis for
+/// long: returns {processes finished, 1 if entries remain}.
 const REAP: &str = r#"
 local prefix = ARGV[1]
 local nodes = prefix .. 'nodes'
+local budget = tonumber(ARGV[5])
 local dead
 if ARGV[3] ~= '' then
   dead = {ARGV[3]}
@@ -47,31 +50,53 @@ else
   dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. now_ms())
 end
 local now = redis.call('TIME')[1]
+local finished = 0
 for _, node in ipairs(dead) do
+  if budget <= 0 then break end
+  -- Presence shares: scanned from the start each time, since what is
+  -- taken back is deleted.
   local node_key = prefix .. 'presence-node:' .. node
-  local entries = redis.call('HGETALL', node_key)
-  for i = 1, #entries, 2 do
-    local field = entries[i]
-    local cut = string.find(field, '\n', 1, true)
-    if cut then
-      add(prefix, string.sub(field, 1, cut - 1), string.sub(field, cut + 1), -tonumber(entries[i + 1]))
+  local cursor = '0'
+  repeat
+    local scan = redis.call('HSCAN', node_key, cursor, 'COUNT', budget)
+    cursor = scan[1]
+    local entries = scan[2]
+    for i = 1, #entries, 2 do
+      local field = entries[i]
+      local cut = string.find(field, '\n', 1, true)
+      if cut then
+        add(prefix, string.sub(field, 1, cut - 1), string.sub(field, cut + 1), -tonumber(entries[i + 1]))
+      end
+      redis.call('HDEL', node_key, field)
     end
-  end
-  redis.call('DEL', node_key)
+    budget = budget - #entries / 2
+  until cursor == '0' or budget <= 0
   local sessions_key = prefix .. 'node-sessions:' .. node
-  for _, member in ipairs(redis.call('SMEMBERS', sessions_key)) do
-    local cut = string.find(member, '\n', 1, true)
-    if cut then
-      local user = string.sub(member, 1, cut - 1)
-      redis.call('HDEL', prefix .. 'sessions:' .. user, string.sub(member, cut + 1))
-      redis.call('SET', prefix .. 'last-seen:' .. user, now, 'EX', ARGV[4])
+  if budget > 0 then
+    local members = redis.call('SPOP', sessions_key, budget)
+    for _, member in ipairs(members) do
+      local cut = string.find(member, '\n', 1, true)
+      if cut then
+        local user = string.sub(member, 1, cut - 1)
+        redis.call('HDEL', prefix .. 'sessions:' .. user, string.sub(member, cut + 1))
+        redis.call('SET', prefix .. 'last-seen:' .. user, now, 'EX', ARGV[4])
+      end
     end
+    budget = budget - #members
   end
-  redis.call('DEL', sessions_key)
-  redis.call('ZREM', nodes, node)
+  if redis.call('EXISTS', node_key) == 0 and redis.call('EXISTS', sessions_key) == 0 then
+    redis.call('ZREM', nodes, node)
+    finished = finished + 1
+  end
 end
-return #dead
+if budget <= 0 then return {finished, 1} end
+return {finished, 0}
 "#;
+
+/// Entries one reap call takes back at most.
+const REAP_ENTRIES_PER_CALL: u64 = 1000;
+/// Calls one reap makes at most; what is left waits for the next reap.
+const MAX_REAP_CALLS: usize = 1000;
 
 /// How long a user's last-seen time is kept after their last connection.
 pub const LAST_SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -126,19 +151,30 @@ impl NodeStore {
         self.reap_call(conn, instance).await.map(|_| ())
     }
 
+    /// Calls the reap script until nothing is left, each call bounded.
     async fn reap_call<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         instance: &str,
     ) -> RedisResult<u64> {
-        self.reap
-            .prepare_invoke()
-            .arg(self.channels.prefix())
-            .arg(0)
-            .arg(instance)
-            .arg(LAST_SEEN_TTL_SECS)
-            .invoke_async(conn)
-            .await
+        let mut finished = 0;
+        for _ in 0..MAX_REAP_CALLS {
+            let (done, more): (u64, u64) = self
+                .reap
+                .prepare_invoke()
+                .arg(self.channels.prefix())
+                .arg(0)
+                .arg(instance)
+                .arg(LAST_SEEN_TTL_SECS)
+                .arg(REAP_ENTRIES_PER_CALL)
+                .invoke_async(conn)
+                .await?;
+            finished += done;
+            if more == 0 {
+                break;
+            }
+        }
+        Ok(finished)
     }
 
     /// Which of `instances` are alive, by Redis's clock.
@@ -162,5 +198,53 @@ impl NodeStore {
             .into_iter()
             .map(|score| score.is_some_and(|expiry| expiry >= now_ms))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A dead process with more entries than one call takes is taken back
+    /// whole, over several bounded calls.
+    #[tokio::test]
+    async fn a_large_dead_process_is_reaped_in_bounded_calls() {
+        let pool = crate::build_pool(&notify_testkit::redis_url(), 2).unwrap();
+        let names = ChannelNames::new(format!("{}:", notify_testkit::unique("reap")));
+        let prefix = names.prefix().to_owned();
+        let mut conn = pool.get().await.unwrap();
+        let dead = "gw#dead";
+        let mut pipe = redis::pipe();
+        pipe.zadd(names.nodes(), dead, 1);
+        for i in 0..1500 {
+            let user = format!("u{i}");
+            pipe.hset(
+                format!("{prefix}presence-node:{dead}"),
+                format!("space:1\n{user}"),
+                1,
+            );
+            pipe.hset(format!("{prefix}presence:space:1"), &user, 1);
+            pipe.sadd(
+                format!("{prefix}node-sessions:{dead}"),
+                format!("{user}\ns{i}"),
+            );
+            pipe.hset(names.sessions(&user), format!("s{i}"), "{}");
+        }
+        pipe.query_async::<()>(&mut conn).await.unwrap();
+
+        let store = NodeStore::new(names.clone());
+        assert_eq!(store.reap(&mut conn).await.unwrap(), 1);
+        let (nodes, presence, sessions, seen): (u64, u64, u64, Option<String>) = redis::pipe()
+            .zcard(names.nodes())
+            .hlen(format!("{prefix}presence:space:1"))
+            .hlen(names.sessions("u1499"))
+            .get(names.last_seen("u1499"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((nodes, presence, sessions), (0, 0, 0));
+        assert!(seen.is_some());
+        assert_eq!(store.reap(&mut conn).await.unwrap(), 0);
     }
 }

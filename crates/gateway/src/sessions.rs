@@ -90,12 +90,7 @@ impl Sessions {
     }
 
     /// Sends what is pending; what fails is kept for the next try.
-    pub async fn flush(
-        &self,
-        conn: &mut RedisConnection,
-        instance: &str,
-        expires_ms: u64,
-    ) -> Reported {
+    pub async fn flush(&self, conn: &mut RedisConnection, instance: &str, ttl_ms: u64) -> Reported {
         loop {
             // Owned copies: the lock is not held across the call. Changes
             // are only ever appended meanwhile, so the first `taken` are
@@ -131,11 +126,7 @@ impl Sessions {
                     None => SessionChange::Closed { user, session_id },
                 })
                 .collect();
-            match self
-                .store
-                .record(conn, instance, expires_ms, &changes)
-                .await
-            {
+            match self.store.record(conn, instance, ttl_ms, &changes).await {
                 Ok(true) => {
                     let mut local = self.local();
                     let done = taken.min(local.pending.len());
