@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use notify_store::{DbPool, Notification};
+
+use crate::batching::{write_batches, Batch};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -47,50 +49,37 @@ impl Acks {
     }
 }
 
-async fn write(
-    db: DbPool,
-    mut rx: mpsc::Receiver<(String, Vec<u64>)>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut pending: HashMap<String, Vec<u64>> = HashMap::new();
-    let mut count = 0;
-    let mut closed = false;
-    loop {
-        let flush_by = tokio::time::sleep(FLUSH_EVERY);
-        tokio::pin!(flush_by);
-        loop {
-            tokio::select! {
-                // What is already queued is still received, then `None`.
-                _ = stopped(&mut stop), if !closed => {
-                    rx.close();
-                    closed = true;
-                }
-                received = rx.recv() => match received {
-                    Some((user, ids)) => {
-                        count += ids.len();
-                        pending.entry(user).or_default().extend(ids);
-                        if count >= FLUSH_AT {
-                            break;
-                        }
-                    }
-                    None => {
-                        flush(&db, &mut pending).await;
-                        return;
-                    }
-                },
-                _ = &mut flush_by, if !pending.is_empty() => break,
-            }
-        }
-        flush(&db, &mut pending).await;
-        count = 0;
+/// Acks gathered per user.
+#[derive(Default)]
+struct AckBatch {
+    acks: HashMap<String, Vec<u64>>,
+    ids: usize,
+}
+
+impl Batch for AckBatch {
+    type Item = (String, Vec<u64>);
+
+    fn add(&mut self, (user, ids): Self::Item) -> bool {
+        self.ids += ids.len();
+        self.acks.entry(user).or_default().extend(ids);
+        self.ids >= FLUSH_AT
+    }
+
+    fn is_empty(&self) -> bool {
+        self.acks.is_empty()
     }
 }
 
-async fn flush(db: &DbPool, pending: &mut HashMap<String, Vec<u64>>) {
-    if pending.is_empty() {
-        return;
-    }
-    let acks: Vec<(String, Vec<u64>)> = pending.drain().collect();
+async fn write(db: DbPool, rx: mpsc::Receiver<(String, Vec<u64>)>, stop: watch::Receiver<bool>) {
+    write_batches(rx, stop, FLUSH_EVERY, |batch: AckBatch| {
+        let db = db.clone();
+        async move { flush(&db, batch.acks).await }
+    })
+    .await
+}
+
+async fn flush(db: &DbPool, pending: HashMap<String, Vec<u64>>) {
+    let acks: Vec<(String, Vec<u64>)> = pending.into_iter().collect();
     let result = match notify_store::pool::get(db).await {
         Ok(mut conn) => Notification::mark_delivered(&mut conn, &acks, notify_store::now()).await,
         Err(e) => Err(e),
@@ -98,9 +87,4 @@ async fn flush(db: &DbPool, pending: &mut HashMap<String, Vec<u64>>) {
     if let Err(error) = result {
         tracing::warn!(%error, users = acks.len(), "could not record delivery acks");
     }
-}
-
-/// Resolves once stopping is asked for (or the sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }

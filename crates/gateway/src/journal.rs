@@ -18,6 +18,7 @@ use notify_store::{ConnectionRecord, DbPool};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::batching::{write_batches, Batch};
 use crate::sessions::{hex, Sessions};
 use crate::socket::{End, Socket};
 
@@ -180,39 +181,39 @@ impl Journal {
     ) {
         let (code, reason) = close_of(end);
         tracing::info!(user, node = %self.node, refused, reason, "connection refused");
-        let peer = attempt.peer.as_deref().cloned().unwrap_or_default();
         self.record_refusal(ConnectionRecord {
-            client_address: peer.address,
-            user_agent: peer
-                .user_agent
-                .as_deref()
-                .map(|ua| clip(ua, MAX_USER_AGENT_CHARS)),
             disconnected_at: Some(notify_store::now()),
             close_code: code,
             close_reason: Some(clip(reason, MAX_REASON_CHARS)),
-            refused: Some(refused.to_owned()),
             frames_in: socket.map_or(0, |s| s.frames_in),
             frames_out: socket.map_or(0, |s| s.frames_out),
             bytes_out: socket.map_or(0, |s| s.bytes_out),
-            ..self.row(attempt, user)
+            ..self.refusal_row(attempt, user, refused)
         });
     }
 
     /// An upgrade refused with HTTP `status` and error `code`.
     pub fn refused_upgrade(&self, attempt: &Attempt, code: &'static str, status: u16) {
         tracing::info!(node = %self.node, refused = code, status, "connection refused");
-        let peer = attempt.peer.as_deref().cloned().unwrap_or_default();
         self.record_refusal(ConnectionRecord {
+            disconnected_at: Some(attempt.at),
+            close_reason: Some(format!("refused before the upgrade (HTTP {status})")),
+            ..self.refusal_row(attempt, None, code)
+        });
+    }
+
+    /// The row of a refused attempt, with where it came from.
+    fn refusal_row(&self, attempt: &Attempt, user: Option<&str>, code: &str) -> ConnectionRecord {
+        let peer = attempt.peer.as_deref().cloned().unwrap_or_default();
+        ConnectionRecord {
             client_address: peer.address,
             user_agent: peer
                 .user_agent
                 .as_deref()
                 .map(|ua| clip(ua, MAX_USER_AGENT_CHARS)),
-            disconnected_at: Some(attempt.at),
-            close_reason: Some(format!("refused before the upgrade (HTTP {status})")),
             refused: Some(code.to_owned()),
-            ..self.row(attempt, None)
-        });
+            ..self.row(attempt, user)
+        }
     }
 
     fn row(&self, attempt: &Attempt, user: Option<&str>) -> ConnectionRecord {
@@ -292,48 +293,37 @@ fn close_of(end: &End) -> (Option<u16>, &'static str) {
     }
 }
 
-async fn write(
-    db: DbPool,
-    mut rx: mpsc::Receiver<ConnectionRecord>,
-    mut stop: watch::Receiver<bool>,
-    stats: Arc<JournalStats>,
-) {
-    let mut pending: Vec<ConnectionRecord> = Vec::new();
-    let mut closed = false;
-    loop {
-        let flush_by = tokio::time::sleep(FLUSH_EVERY);
-        tokio::pin!(flush_by);
-        loop {
-            tokio::select! {
-                // What is already queued is still received, then `None`.
-                _ = stopped(&mut stop), if !closed => {
-                    rx.close();
-                    closed = true;
-                }
-                received = rx.recv() => match received {
-                    Some(record) => {
-                        pending.push(record);
-                        if pending.len() >= BATCH {
-                            break;
-                        }
-                    }
-                    None => {
-                        flush(&db, &mut pending, &stats).await;
-                        return;
-                    }
-                },
-                _ = &mut flush_by, if !pending.is_empty() => break,
-            }
-        }
-        flush(&db, &mut pending, &stats).await;
+/// Rows gathered for one write.
+#[derive(Default)]
+struct Rows(Vec<ConnectionRecord>);
+
+impl Batch for Rows {
+    type Item = ConnectionRecord;
+
+    fn add(&mut self, row: ConnectionRecord) -> bool {
+        self.0.push(row);
+        self.0.len() >= BATCH
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
-async fn flush(db: &DbPool, pending: &mut Vec<ConnectionRecord>, stats: &JournalStats) {
-    if pending.is_empty() {
-        return;
-    }
-    let rows = std::mem::take(pending);
+async fn write(
+    db: DbPool,
+    rx: mpsc::Receiver<ConnectionRecord>,
+    stop: watch::Receiver<bool>,
+    stats: Arc<JournalStats>,
+) {
+    write_batches(rx, stop, FLUSH_EVERY, |rows: Rows| {
+        let (db, stats) = (db.clone(), stats.clone());
+        async move { flush(&db, rows.0, &stats).await }
+    })
+    .await
+}
+
+async fn flush(db: &DbPool, rows: Vec<ConnectionRecord>, stats: &JournalStats) {
     let result = match notify_store::pool::get(db).await {
         Ok(mut conn) => ConnectionRecord::write_all(&mut conn, &rows).await,
         Err(e) => Err(e),
@@ -353,9 +343,4 @@ async fn flush(db: &DbPool, pending: &mut Vec<ConnectionRecord>, stats: &Journal
             }
         }
     }
-}
-
-/// Resolves once stopping is asked for (or the sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }

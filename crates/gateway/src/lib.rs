@@ -7,6 +7,7 @@
 //! for it.
 
 pub mod acks;
+pub mod batching;
 pub mod budget;
 pub mod catchup;
 pub mod config;
