@@ -34,6 +34,7 @@
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | log filter |
 
+use notify_chat::ChatSettings;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -81,6 +82,7 @@ pub struct Config {
     pub connection_log_retention: Duration,
     /// How often the rows and sessions of gateways that died are closed.
     pub node_sweep_every: Duration,
+    pub chat: ChatSettings,
 }
 
 impl Config {
@@ -125,6 +127,7 @@ impl Config {
             topic_policy: Arc::default(),
             connection_log_retention: Duration::from_secs(30 * 86_400),
             node_sweep_every: Duration::from_millis(200),
+            chat: ChatSettings::default(),
         }
     }
 
@@ -174,6 +177,7 @@ impl Config {
             node_sweep_every: Duration::from_secs(
                 parsed::<u64>("NODE_SWEEP_SECS")?.unwrap_or(5).max(1),
             ),
+            chat: ChatSettings::from_environment()?,
         })
     }
 }

@@ -5,6 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use notify_auth::AuthError;
 use notify_bus::TokenRefusal;
+use notify_chat::ChatError;
 use notify_store::StoreError;
 
 /// Seconds a client should wait before retrying when a backing service is
@@ -72,6 +73,8 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error")]
     Internal,
+    #[error(transparent)]
+    Chat(#[from] ChatError),
 }
 
 impl ApiError {
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
+            ApiError::Chat(error) => error.code(),
         }
     }
 }
@@ -139,16 +143,29 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Chat(error) => match error {
+                ChatError::Message(_)
+                | ChatError::InvalidMembers(_)
+                | ChatError::InvalidTitle
+                | ChatError::InvalidCursor
+                | ChatError::TooManyMembers => StatusCode::BAD_REQUEST,
+                ChatError::NotFound | ChatError::NotAMember => StatusCode::NOT_FOUND,
+                ChatError::NotAGroup => StatusCode::CONFLICT,
+                ChatError::NotCreator => StatusCode::FORBIDDEN,
+                ChatError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+                ChatError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ChatError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::Chat(ChatError::Unavailable) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
             }
-            ApiError::RateLimited(secs) => {
+            ApiError::RateLimited(secs) | ApiError::Chat(ChatError::RateLimited(secs)) => {
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::MissingCredentials(_)

@@ -3,6 +3,7 @@
 //! [`Application::build`] binds its own listener, so tests pass port 0 and
 //! read back the port the OS chose.
 
+use notify_chat::{Chat, OfflineNotices};
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
@@ -50,6 +51,9 @@ pub struct Application {
     /// Deletes the outbox rows of what the publisher reports published; ends
     /// after the publisher.
     forget_published: JoinHandle<()>,
+    /// Notices to chat members who are offline, closed before the
+    /// publisher so that what it queued is published.
+    offline: Option<(OfflineNotices, JoinHandle<()>)>,
     /// Periodic tasks (sweep, housekeeping), stopped once the server is.
     background: Vec<JoinHandle<()>>,
 }
@@ -82,7 +86,10 @@ impl Application {
             Publisher::start_reporting(redis.clone(), PUBLISH_QUEUE, Some(published_tx));
         let publisher_handle = publisher.clone();
         let channels = ChannelNames::new(config.channel_prefix.clone());
-        let forget_published = tokio::spawn(sweeper::forget_published(db.clone(), published_rx));
+        let forget_published = tokio::spawn(notify_store::unpublished::forget_published(
+            db.clone(),
+            published_rx,
+        ));
         let sweeper = tokio::spawn(sweeper::sweep(
             db.clone(),
             redis.clone(),
@@ -106,6 +113,22 @@ impl Application {
             tracing::warn!(%error, "could not fetch the JWKS yet");
         }
         let gate = TokenGate::new(jwt, redis.clone(), channels.clone());
+        let offline = config.chat.notify_offline.then(|| {
+            OfflineNotices::start(
+                db.clone(),
+                redis.clone(),
+                publisher.clone(),
+                channels.clone(),
+            )
+        });
+        let chat = Chat::new(
+            db.clone(),
+            redis.clone(),
+            publisher.clone(),
+            channels.clone(),
+            &config.chat,
+            offline.as_ref().map(|(notices, _)| notices.clone()),
+        );
         let state = web::Data::new(AppState {
             gate,
             db,
@@ -122,6 +145,7 @@ impl Application {
             presence: notify_bus::PresenceStore::new(channels.clone()),
             sessions: notify_bus::SessionStore::new(channels.clone()),
             nodes: notify_bus::NodeStore::new(channels.clone()),
+            chat,
         });
         let kept = state.clone();
         let (retention, keep_every) = (config.connection_log_retention, config.node_sweep_every);
@@ -193,6 +217,7 @@ impl Application {
             publisher: publisher_handle,
             publisher_task,
             forget_published,
+            offline,
             background: vec![sweeper, pruner, keeper],
         })
     }
@@ -219,8 +244,12 @@ impl Application {
             task.abort();
             let _ = task.await;
         }
-        self.publisher.close();
         let flushed = async {
+            if let Some((notices, task)) = self.offline {
+                notices.close();
+                let _ = task.await;
+            }
+            self.publisher.close();
             let _ = self.publisher_task.await;
             let _ = self.forget_published.await;
         };

@@ -35,6 +35,8 @@ pub struct AppState {
     pub sessions: notify_bus::SessionStore,
     /// Which gateway processes are alive.
     pub nodes: notify_bus::NodeStore,
+    /// Conversations and messages.
+    pub chat: notify_chat::Chat,
 }
 
 impl AppState {

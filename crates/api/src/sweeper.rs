@@ -17,7 +17,6 @@ use diesel_async::AsyncConnection;
 use notify_bus::{publish_now, RedisPool, MAX_PIPELINE};
 use notify_protocol::{ChannelNames, Event};
 use notify_store::{DbPool, Notification, StoreError, UnpublishedBatch};
-use tokio::sync::mpsc;
 
 /// Batches swept per transaction.
 const SWEEP_PAGE: i64 = 50;
@@ -30,22 +29,6 @@ pub struct Settings {
     pub every: Duration,
     /// Batches younger than this are left to the normal path.
     pub min_age: Duration,
-}
-
-/// Deletes outbox rows as the publisher reports their batches published.
-pub async fn forget_published(db: DbPool, mut published: mpsc::Receiver<Vec<u64>>) {
-    let mut reports = Vec::new();
-    while published.recv_many(&mut reports, 64).await > 0 {
-        let ids: Vec<u64> = reports.drain(..).flatten().collect();
-        let result = match notify_store::pool::get(&db).await {
-            Ok(mut conn) => UnpublishedBatch::delete(&mut conn, &ids).await,
-            Err(e) => Err(e),
-        };
-        if let Err(error) = result {
-            // Left in the outbox, these are republished by the sweep.
-            tracing::warn!(%error, batches = ids.len(), "could not clear published batches");
-        }
-    }
 }
 
 /// Sweeps forever: page after page while pages come back full and whole.

@@ -130,6 +130,12 @@ impl Publisher {
         self.publish(channels.user(user), event.to_frame());
     }
 
+    /// Queues `events` as one unit; false when the queue cannot take all of
+    /// them, in which case none is queued.
+    pub fn publish_all(&self, events: Vec<(String, String)>) -> bool {
+        self.queue(events, None)
+    }
+
     /// Queues every event of outbox batch `batch` as one unit; false when
     /// the queue cannot take all of them, in which case none is queued and
     /// the batch stays in the outbox for the sweep.

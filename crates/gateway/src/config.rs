@@ -34,11 +34,16 @@
 //! | `MAX_TOPICS_PER_CONNECTION` | `100` | topics one connection may subscribe to |
 //! | `NODE_HEARTBEAT_MS` | `10000` | how often the node renews its liveness in Redis; the live sessions and presence of a node that dies disappear within two intervals |
 //! | `CONNECTION_LOG` | `true` | write a `connection_logs` row per connection and refused attempt |
+//! | `CHAT_NOTIFY_OFFLINE` | `true` | members with no live session get a `chat.message` notification, at most one per conversation per minute |
+//! | `CHAT_MESSAGES_PER_SECOND`, `CHAT_MESSAGE_BURST` | `10`, `30` | chat messages per user and process |
+//! | `CHAT_SIGNALS_PER_SECOND`, `CHAT_SIGNAL_BURST` | `5`, `20` | typing and read frames per user and process |
 //! | `CONNECTION_LOG_QUEUE` | `10000` | rows waiting for MySQL before new ones are dropped (and counted) |
 //! | `PRESENCE_GRACE_MS` | `3000` | how long a user's last connection in a presence topic counts after it leaves, so reconnects do not show as leave and join |
 //! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
 
 use std::net::{IpAddr, SocketAddr};
+
+use notify_chat::ChatSettings;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -163,6 +168,7 @@ pub struct Config {
     pub topic_policy: Arc<TopicPolicy>,
     pub presence: Presence,
     pub connection_log: ConnectionLog,
+    pub chat: ChatSettings,
     pub drain: Drain,
     pub stats_interval: Duration,
     pub redis_ping_every: Duration,
@@ -231,6 +237,7 @@ impl Config {
                 queue: parsed("CONNECTION_LOG_QUEUE")?.unwrap_or(ConnectionLog::default().queue),
             },
             trusted_proxies: trusted_proxies()?,
+            chat: ChatSettings::from_environment()?,
             drain: Drain {
                 timeout: secs("DRAIN_TIMEOUT_SECS", drain_default.timeout)?,
                 batch: parsed("DRAIN_BATCH")?.unwrap_or(drain_default.batch).max(1),

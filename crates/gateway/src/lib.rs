@@ -10,6 +10,7 @@ pub mod acks;
 pub mod batching;
 pub mod budget;
 pub mod catchup;
+pub mod chat_requests;
 pub mod config;
 pub mod connection;
 pub mod handshake;

@@ -47,6 +47,9 @@ pub struct Node {
     pub gate: TokenGate,
     pub db: DbPool,
     pub publisher: Publisher,
+    /// Conversations and messages: `message.send`, `typing` and
+    /// `message.read` frames.
+    pub chat: notify_chat::Chat,
     pub channels: ChannelNames,
     pub limits: Limits,
     pub allowed_origins: Option<Vec<String>>,

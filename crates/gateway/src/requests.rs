@@ -60,8 +60,8 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             Err(refusal) => Reply::Refused(FrameError::Invalid(refusal.message().into())),
         },
         // Answered by `topic_requests`, which holds the connection's
-        // memberships; never routed here.
-        ClientFrame::Topic(_) => Reply::Nothing,
+        // memberships, and by `chat_requests`; never routed here.
+        ClientFrame::Topic(_) | ClientFrame::Chat(_) => Reply::Nothing,
         ClientFrame::Ack { ids } => {
             if node.acks.record(user, ids) {
                 Reply::Nothing

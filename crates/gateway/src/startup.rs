@@ -20,6 +20,7 @@ use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
 use notify_bus::{NodeStore, PresenceStore, Publisher, QueueLimits, SessionStore, TokenGate};
+use notify_chat::{Chat, OfflineNotices};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
@@ -55,7 +56,13 @@ pub struct Application {
     /// Writers that must finish what is queued before the process exits:
     /// delivery acks, and read marks waiting to be published.
     acks_task: JoinHandle<()>,
+    /// Notices to chat members who are offline, closed before the
+    /// publisher so that what it queued is published.
+    offline: Option<(OfflineNotices, JoinHandle<()>)>,
     publisher_task: JoinHandle<()>,
+    /// Deletes the outbox rows of published offline notices; ends after
+    /// the publisher.
+    forget_published: JoinHandle<()>,
     stop_subscriber: watch::Sender<bool>,
     drain: Drain,
 }
@@ -75,8 +82,18 @@ impl Application {
         let (acks, acks_task) = Acks::start(db.clone());
         let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
             .context("building the Redis pool")?;
-        let (publisher, publisher_task) =
-            Publisher::start(redis.clone(), QueueLimits::new(4096, 16 << 20));
+        // Offline chat notices are new notifications: their outbox rows are
+        // deleted once published, as the api does.
+        let (published_tx, published_rx) = tokio::sync::mpsc::channel(256);
+        let (publisher, publisher_task) = Publisher::start_reporting(
+            redis.clone(),
+            QueueLimits::new(4096, 16 << 20),
+            Some(published_tx),
+        );
+        let forget_published = tokio::spawn(notify_store::unpublished::forget_published(
+            db.clone(),
+            published_rx,
+        ));
         let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
         let topics = Arc::new(Topics::new(
@@ -134,6 +151,22 @@ impl Application {
             config.connection_log.queue,
             config.connection_log.enabled,
         );
+        let offline = config.chat.notify_offline.then(|| {
+            OfflineNotices::start(
+                db.clone(),
+                redis.clone(),
+                publisher.clone(),
+                channels.clone(),
+            )
+        });
+        let chat = Chat::new(
+            db.clone(),
+            redis.clone(),
+            publisher.clone(),
+            channels.clone(),
+            &config.chat,
+            offline.as_ref().map(|(notices, _)| notices.clone()),
+        );
         let node = Arc::new(Node {
             id: node_id,
             instance,
@@ -147,6 +180,7 @@ impl Application {
             gate: TokenGate::new(jwt, redis, channels.clone()),
             db,
             publisher,
+            chat,
             channels,
             limits: config.limits.clone(),
             allowed_origins: config.allowed_origins.clone(),
@@ -204,7 +238,9 @@ impl Application {
             journal_task,
             stats,
             acks_task,
+            offline,
             publisher_task,
+            forget_published,
             stop_subscriber,
             drain: config.drain,
         })
@@ -244,11 +280,17 @@ impl Application {
         // The connections are gone: write what they left queued, and take
         // the node's sessions and presence out of Redis.
         self.node.acks.close();
-        self.node.publisher.close();
         self.node.journal.close();
+        let node = self.node.clone();
         let flushed = async {
+            if let Some((notices, task)) = self.offline {
+                notices.close();
+                let _ = task.await;
+            }
+            node.publisher.close();
             let _ = self.acks_task.await;
             let _ = self.publisher_task.await;
+            let _ = self.forget_published.await;
             if let Some(task) = self.journal_task {
                 let _ = task.await;
             }

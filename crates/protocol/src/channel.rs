@@ -77,6 +77,18 @@ impl ChannelNames {
         format!("{}last-seen:{user}", self.prefix)
     }
 
+    /// Set while a user's typing signal in a conversation was forwarded
+    /// less than the throttle interval ago.
+    pub fn typing(&self, conversation: u64, user: &str) -> String {
+        format!("{}typing:{conversation}:{user}", self.prefix)
+    }
+
+    /// Set while a member who was offline was told of a conversation's
+    /// messages less than the throttle interval ago.
+    pub fn chat_notified(&self, conversation: u64, user: &str) -> String {
+        format!("{}chat-notified:{conversation}:{user}", self.prefix)
+    }
+
     /// Gateway processes and when each is considered dead.
     pub fn nodes(&self) -> String {
         format!("{}nodes", self.prefix)

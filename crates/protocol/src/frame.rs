@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::chat::{Attachment, ChatRequest, Draft};
+
 /// Most ids in one `read` frame.
 pub const MAX_IDS_PER_FRAME: usize = 1000;
 
@@ -35,6 +37,8 @@ pub enum ClientFrame {
     /// Subscribing, unsubscribing and publishing to topics (boxed: the
     /// largest variant, and every connection's task has room for a frame).
     Topic(Box<TopicRequest>),
+    /// Sending messages, typing and read receipts (boxed, as topics).
+    Chat(Box<ChatRequest>),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -140,6 +144,27 @@ struct Topic {
 }
 
 #[derive(Deserialize)]
+struct MessageSend {
+    conversation_id: u64,
+    body: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Deserialize)]
+struct Typing {
+    conversation_id: u64,
+}
+
+#[derive(Deserialize)]
+struct MessageRead {
+    conversation_id: u64,
+    up_to: u64,
+}
+
+#[derive(Deserialize)]
 struct Publish {
     topic: String,
     event: String,
@@ -206,6 +231,38 @@ impl ClientFrame {
                     topic,
                     event,
                     data: RawJson(data),
+                })))
+            }
+            Some("message.send") => {
+                let MessageSend {
+                    conversation_id,
+                    body,
+                    client_id,
+                    attachments,
+                } = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Chat(Box::new(ChatRequest::Send {
+                    conversation_id,
+                    draft: Draft {
+                        body,
+                        client_id,
+                        attachments,
+                    },
+                })))
+            }
+            Some("typing") => {
+                let Typing { conversation_id } = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Chat(Box::new(ChatRequest::Typing {
+                    conversation_id,
+                })))
+            }
+            Some("message.read") => {
+                let MessageRead {
+                    conversation_id,
+                    up_to,
+                } = serde_json::from_str(text).map_err(invalid)?;
+                Ok(ClientFrame::Chat(Box::new(ChatRequest::Read {
+                    conversation_id,
+                    up_to,
                 })))
             }
             Some(_) => Err(FrameError::UnknownType),
@@ -337,6 +394,32 @@ mod tests {
             ("status", "admin:refresh")
         );
         assert_eq!(data.0.get(), r#"{"a": [1]}"#);
+        assert_eq!(
+            ClientFrame::parse(
+                r#"{"type":"message.send","conversation_id":3,"body":"hi","client_id":"c1"}"#
+            ),
+            Ok(ClientFrame::Chat(Box::new(ChatRequest::Send {
+                conversation_id: 3,
+                draft: Draft {
+                    body: "hi".into(),
+                    client_id: Some("c1".into()),
+                    attachments: Vec::new()
+                }
+            })))
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"typing","conversation_id":3}"#),
+            Ok(ClientFrame::Chat(Box::new(ChatRequest::Typing {
+                conversation_id: 3
+            })))
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"message.read","conversation_id":3,"up_to":9}"#),
+            Ok(ClientFrame::Chat(Box::new(ChatRequest::Read {
+                conversation_id: 3,
+                up_to: 9
+            })))
+        );
     }
 
     #[test]
@@ -364,6 +447,12 @@ mod tests {
             r#"{"type":"publish","topic":"t","event":"e"}"#,
             r#"{"type":"publish","topic":"t","event":"a b","data":1}"#,
             r#"{"type":"publish","topic":"t","event":"","data":1}"#,
+            r#"{"type":"message.send","body":"x"}"#,
+            r#"{"type":"message.send","conversation_id":-1,"body":"x"}"#,
+            r#"{"type":"message.send","conversation_id":1}"#,
+            r#"{"type":"message.send","conversation_id":1,"body":"x","attachments":[{"url":"u"}]}"#,
+            r#"{"type":"typing"}"#,
+            r#"{"type":"message.read","conversation_id":1}"#,
         ] {
             assert!(
                 matches!(ClientFrame::parse(bad), Err(FrameError::Invalid(_))),
@@ -472,6 +561,9 @@ mod fuzz {
                 Just("ack"),
                 Just("subscribe"),
                 Just("publish"),
+                Just("message.send"),
+                Just("typing"),
+                Just("message.read"),
                 Just("type"),
                 Just("ids"),
                 Just("after"),

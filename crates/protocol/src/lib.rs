@@ -6,6 +6,7 @@
 //! here is what guarantees the api and the gateway agree on them.
 
 pub mod channel;
+pub mod chat;
 pub mod control;
 pub mod event;
 pub mod frame;
@@ -13,6 +14,7 @@ pub mod names;
 pub mod topic_event;
 
 pub use channel::{Audience, ChannelNames};
+pub use chat::{ChatFrame, ChatRequest, Draft, MessageError, WireConversation, WireMessage};
 pub use control::Control;
 pub use event::{Event, WireNotification};
 pub use frame::{ClientFrame, FrameError, ServerFrame, TopicRequest};

@@ -4,6 +4,7 @@
 //! changes. Queries live next to the model they return, as
 //! `impl Model { async fn ...(conn) }`.
 
+pub mod chat;
 pub mod connection_log;
 pub mod delivery;
 pub mod error;

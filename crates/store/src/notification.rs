@@ -103,7 +103,7 @@ extern "SQL" {
 
 /// The id `LAST_INSERT_ID()` reports on this connection. A query-builder
 /// query (unlike `sql_query`) is a cached prepared statement: one round trip.
-async fn last_insert_id_of(conn: &mut AsyncMysqlConnection) -> Result<u64, StoreError> {
+pub(crate) async fn last_insert_id_of(conn: &mut AsyncMysqlConnection) -> Result<u64, StoreError> {
     Ok(diesel::select(last_insert_id()).get_result(conn).await?)
 }
 

@@ -57,3 +57,43 @@ diesel::table! {
         created_at -> Datetime,
     }
 }
+
+diesel::table! {
+    conversations (id) {
+        id -> Unsigned<Bigint>,
+        kind -> Varchar,
+        title -> Nullable<Varchar>,
+        direct_low -> Nullable<Varchar>,
+        direct_high -> Nullable<Varchar>,
+        created_by -> Varchar,
+        created_at -> Datetime,
+        last_message_id -> Nullable<Unsigned<Bigint>>,
+        last_activity_at -> Datetime,
+    }
+}
+
+diesel::table! {
+    conversation_members (conversation_id, user_id) {
+        conversation_id -> Unsigned<Bigint>,
+        user_id -> Varchar,
+        joined_at -> Datetime,
+        last_read_message_id -> Unsigned<Bigint>,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Unsigned<Bigint>,
+        conversation_id -> Unsigned<Bigint>,
+        sender_id -> Varchar,
+        body -> Text,
+        // JSON text, as `notifications.metadata`.
+        attachments -> Nullable<Text>,
+        client_id -> Nullable<Varchar>,
+        created_at -> Datetime,
+        edited_at -> Nullable<Datetime>,
+        deleted_at -> Nullable<Datetime>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(conversations, conversation_members, messages);

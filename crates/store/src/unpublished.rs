@@ -68,3 +68,22 @@ impl UnpublishedBatch {
             .await?)
     }
 }
+
+/// Deletes outbox rows as the publisher reports their batches published.
+pub async fn forget_published(
+    db: crate::DbPool,
+    mut published: tokio::sync::mpsc::Receiver<Vec<u64>>,
+) {
+    let mut reports = Vec::new();
+    while published.recv_many(&mut reports, 64).await > 0 {
+        let ids: Vec<u64> = reports.drain(..).flatten().collect();
+        let result = match crate::pool::get(&db).await {
+            Ok(mut conn) => UnpublishedBatch::delete(&mut conn, &ids).await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = result {
+            // Left in the outbox, these are republished by the sweep.
+            tracing::warn!(%error, batches = ids.len(), "could not clear published batches");
+        }
+    }
+}

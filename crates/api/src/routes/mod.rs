@@ -1,5 +1,6 @@
 //! HTTP routes of the api.
 
+pub mod conversations;
 pub mod events;
 pub mod feed;
 pub mod health;
@@ -63,7 +64,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/sessions", web::delete().to(sessions::close_others))
         .route("/api/sessions/{session}", web::delete().to(sessions::close))
         .route("/v1/users/{id}/presence", web::get().to(online::one))
-        .route("/v1/presence", web::post().to(online::many));
+        .route("/v1/presence", web::post().to(online::many))
+        .route("/api/conversations", web::post().to(conversations::create))
+        .route("/api/conversations", web::get().to(conversations::list))
+        .route("/api/conversations/{id}", web::get().to(conversations::get))
+        .route(
+            "/api/conversations/{id}/messages",
+            web::get().to(conversations::history),
+        )
+        .route(
+            "/api/conversations/{id}/messages",
+            web::post().to(conversations::send),
+        )
+        .route(
+            "/api/conversations/{id}/read",
+            web::put().to(conversations::read),
+        )
+        .route(
+            "/api/conversations/{id}/members",
+            web::post().to(conversations::add_members),
+        )
+        .route(
+            "/api/conversations/{id}/members",
+            web::delete().to(conversations::remove_members),
+        )
+        .route(
+            "/api/conversations/{id}/members/{user_id}",
+            web::delete().to(conversations::remove_member),
+        );
 }
 
 /// Unknown paths get the same JSON error shape as everything else.

@@ -137,6 +137,7 @@ impl Cluster {
                 ..Default::default()
             },
             connection_log: Default::default(),
+            chat: Default::default(),
             drain: Drain {
                 timeout: Duration::from_secs(10),
                 batch: 2,
@@ -208,8 +209,19 @@ impl Cluster {
 
     /// A user's request to the api with their token.
     pub async fn as_user(&self, user: &str, method: &str, path: &str) -> (u16, Value) {
+        self.as_user_with(user, method, path, None).await
+    }
+
+    /// A user's request to the api with their token and a JSON body.
+    pub async fn as_user_with(
+        &self,
+        user: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let bearer = format!("Bearer {}", notify_testkit::token(user));
-        self.api_request(method, path, ("authorization", bearer), None)
+        self.api_request(method, path, ("authorization", bearer), body)
             .await
     }
 
@@ -225,6 +237,7 @@ impl Cluster {
         let request = match method {
             "POST" => client.post(url),
             "DELETE" => client.delete(url),
+            "PUT" => client.put(url),
             _ => client.get(url),
         }
         .insert_header(header);

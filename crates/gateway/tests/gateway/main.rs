@@ -4,6 +4,7 @@
 
 mod auth;
 mod bus;
+mod chat;
 mod delivery;
 mod faults;
 mod helpers;

@@ -1,0 +1,144 @@
+//! Sending messages, typing signals and read receipts.
+
+use std::time::Duration;
+
+use notify_protocol::{ChatFrame, Draft, WireMessage};
+use notify_store::chat::{Member, Message, NewMessage, Sent};
+
+use crate::{wire, Chat, ChatError};
+
+/// A forwarded typing signal holds back the next one of the same user in
+/// the same conversation for this long, on every node.
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Longest wait for Redis in a chat request.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A member's read mark after a read receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadReceipt {
+    /// Messages up to this id are read (never beyond the last message).
+    pub up_to: u64,
+}
+
+impl Chat {
+    /// Stores a message and delivers it to every member's connections; the
+    /// bool is false when the sender had already stored a message with
+    /// this `client_id`, which is returned as it is and not delivered
+    /// again.
+    pub async fn send(
+        &self,
+        user: &str,
+        conversation_id: u64,
+        draft: &Draft,
+    ) -> Result<(WireMessage, bool), ChatError> {
+        draft.validate()?;
+        self.limits.message(user)?;
+        let attachments = if draft.attachments.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&draft.attachments).map_err(|_| ChatError::Internal)?)
+        };
+        let new = NewMessage {
+            conversation_id,
+            sender: user,
+            body: &draft.body,
+            attachments: attachments.as_deref(),
+            client_id: draft.client_id.as_deref(),
+            at: notify_store::now(),
+        };
+        let sent = Message::send(&mut *self.conn().await?, &new).await?;
+        match sent {
+            Sent::Stored { message, members } => {
+                let message = wire::message(message);
+                let frame = ChatFrame::Message { message: &message }.to_frame();
+                self.publish(members.iter().map(String::as_str), &frame);
+                if let Some(offline) = &self.offline {
+                    offline.queue(&message, members);
+                }
+                Ok((message, true))
+            }
+            Sent::Duplicate(message) => Ok((wire::message(message), false)),
+            Sent::NotMember => Err(ChatError::NotFound),
+        }
+    }
+
+    /// Tells the other members that `user` is typing, at most once per
+    /// [`TYPING_INTERVAL`]; signals in between are dropped silently.
+    pub async fn typing(&self, user: &str, conversation_id: u64) -> Result<(), ChatError> {
+        self.limits.signal(user)?;
+        let members = Member::user_ids(&mut *self.conn().await?, conversation_id).await?;
+        if !members.iter().any(|m| m == user) {
+            return Err(ChatError::NotFound);
+        }
+        let key = self.channels.typing(conversation_id, user);
+        let first: Option<String> = self
+            .redis_call(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(u64::try_from(TYPING_INTERVAL.as_millis()).unwrap_or(u64::MAX)),
+            )
+            .await?;
+        if first.is_some() {
+            let frame = ChatFrame::Typing {
+                conversation_id,
+                user_id: user,
+            }
+            .to_frame();
+            self.publish(
+                members.iter().map(String::as_str).filter(|m| *m != user),
+                &frame,
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves `user`'s read mark forward to `up_to` (at most the last
+    /// message) and, when it moved, tells every member's connections,
+    /// `user`'s other devices included.
+    pub async fn read(
+        &self,
+        user: &str,
+        conversation_id: u64,
+        up_to: u64,
+    ) -> Result<ReadReceipt, ChatError> {
+        self.limits.signal(user)?;
+        let mut conn = self.conn().await?;
+        let mark = Member::mark_read(&mut conn, conversation_id, user, up_to)
+            .await?
+            .ok_or(ChatError::NotFound)?;
+        if mark.moved {
+            let members = Member::user_ids(&mut conn, conversation_id).await?;
+            drop(conn);
+            let frame = ChatFrame::Read {
+                conversation_id,
+                user_id: user,
+                up_to: mark.up_to,
+            }
+            .to_frame();
+            self.publish(members.iter().map(String::as_str), &frame);
+        }
+        Ok(ReadReceipt { up_to: mark.up_to })
+    }
+
+    /// Messages of others after `user`'s read mark in one conversation.
+    pub async fn unread_count(&self, user: &str, conversation_id: u64) -> Result<u64, ChatError> {
+        Ok(Member::unread_count(&mut *self.conn().await?, conversation_id, user).await?)
+    }
+
+    async fn redis_call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ChatError> {
+        let call = async {
+            let mut conn = self.redis.get().await.map_err(|error| {
+                tracing::warn!(%error, "no Redis connection for chat");
+                ChatError::Unavailable
+            })?;
+            Ok(cmd.query_async(&mut conn).await?)
+        };
+        tokio::time::timeout(REDIS_TIMEOUT, call)
+            .await
+            .unwrap_or(Err(ChatError::Unavailable))
+    }
+}
