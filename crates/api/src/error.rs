@@ -149,7 +149,9 @@ impl ResponseError for ApiError {
                 | ChatError::InvalidTitle
                 | ChatError::InvalidCursor
                 | ChatError::TooManyMembers => StatusCode::BAD_REQUEST,
-                ChatError::NotFound | ChatError::NotAMember => StatusCode::NOT_FOUND,
+                ChatError::NotFound | ChatError::NotAMember | ChatError::MessageNotFound => {
+                    StatusCode::NOT_FOUND
+                }
                 ChatError::NotAGroup => StatusCode::CONFLICT,
                 ChatError::NotCreator => StatusCode::FORBIDDEN,
                 ChatError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,

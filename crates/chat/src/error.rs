@@ -15,6 +15,10 @@ pub enum ChatError {
     NotFound,
     #[error("no such member in this conversation")]
     NotAMember,
+    /// No such message of this user in the conversation (or it was
+    /// deleted): only senders edit and delete their messages.
+    #[error("no such message of yours in this conversation")]
+    MessageNotFound,
     #[error("{0}")]
     InvalidMembers(String),
     #[error("invalid cursor: pass the next_cursor of the previous page")]
@@ -41,6 +45,7 @@ impl ChatError {
             ChatError::Message(error) => error.code(),
             ChatError::NotFound => "conversation_not_found",
             ChatError::NotAMember => "member_not_found",
+            ChatError::MessageNotFound => "message_not_found",
             ChatError::InvalidMembers(_) => "invalid_members",
             ChatError::InvalidCursor => "invalid_cursor",
             ChatError::TooManyMembers => "too_many_members",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use notify_protocol::{ChatFrame, Draft, WireMessage};
-use notify_store::chat::{Member, Message, NewMessage, Sent};
+use notify_store::chat::{Conversation, Member, Message, NewMessage, Sent};
 
 use crate::{wire, Chat, ChatError};
 
@@ -61,6 +61,69 @@ impl Chat {
             Sent::Duplicate(message) => Ok((wire::message(message), false)),
             Sent::NotMember => Err(ChatError::NotFound),
         }
+    }
+
+    /// Replaces the body of one of `user`'s messages; every member's
+    /// connections get `message.updated`.
+    pub async fn edit(
+        &self,
+        user: &str,
+        conversation_id: u64,
+        message_id: u64,
+        body: &str,
+    ) -> Result<WireMessage, ChatError> {
+        Draft {
+            body: body.to_owned(),
+            client_id: None,
+            attachments: Vec::new(),
+        }
+        .validate()?;
+        self.limits.message(user)?;
+        let mut conn = self.conn().await?;
+        if Conversation::of_member(&mut conn, conversation_id, user)
+            .await?
+            .is_none()
+        {
+            return Err(ChatError::NotFound);
+        }
+        let at = notify_store::now();
+        let edited = Message::edit(&mut conn, conversation_id, message_id, user, body, at)
+            .await?
+            .ok_or(ChatError::MessageNotFound)?;
+        let members = Member::user_ids(&mut conn, conversation_id).await?;
+        drop(conn);
+        let message = wire::message(edited);
+        let frame = ChatFrame::Updated { message: &message }.to_frame();
+        self.publish(members.iter().map(String::as_str), &frame);
+        Ok(message)
+    }
+
+    /// Deletes one of `user`'s messages (its body and attachments are
+    /// erased); every member's connections get `message.deleted`.
+    pub async fn delete(
+        &self,
+        user: &str,
+        conversation_id: u64,
+        message_id: u64,
+    ) -> Result<WireMessage, ChatError> {
+        self.limits.message(user)?;
+        let mut conn = self.conn().await?;
+        if Conversation::of_member(&mut conn, conversation_id, user)
+            .await?
+            .is_none()
+        {
+            return Err(ChatError::NotFound);
+        }
+        let at = notify_store::now();
+        let deleted = Message::delete(&mut conn, conversation_id, message_id, user, at)
+            .await?
+            .ok_or(ChatError::MessageNotFound)?;
+        let members = Member::user_ids(&mut conn, conversation_id).await?;
+        drop(conn);
+        let message = wire::message(deleted);
+        let frame = ChatFrame::Deleted { message: &message }.to_frame();
+        self.publish(members.iter().map(String::as_str), &frame);
+        Ok(message)
     }
 
     /// Tells the other members that `user` is typing, at most once per

@@ -20,7 +20,6 @@ use notify_protocol::{ClientFrame, FrameError, ServerFrame};
 
 use crate::budget::FrameBudget;
 use crate::catchup::{catch_up, retry_catch_up, retry_due, Catchup, Retry};
-use crate::chat_requests;
 use crate::config::Limits;
 use crate::handshake::{authenticate, await_subscription, greeting};
 use notify_bus::TokenRefusal;
@@ -232,9 +231,6 @@ async fn serve(
                     AggregatedMessage::Text(text) => match ClientFrame::parse(&text) {
                         Ok(ClientFrame::Topic(request)) => {
                             Box::pin(topic_requests::handle(node, &*who, queue, &mut state.topics, request)).await
-                        }
-                        Ok(ClientFrame::Chat(request)) => {
-                            Box::pin(chat_requests::handle(node, &*who, *request)).await
                         }
                         Ok(frame) => Box::pin(handle(node, &*who, frame)).await,
                         Err(error) => Reply::Refused(error),

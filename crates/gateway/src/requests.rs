@@ -1,10 +1,12 @@
 //! What a connection does with a valid client frame: read marks, acks,
-//! token refreshes, pings and resume requests.
+//! token refreshes, pings and resume requests; chat frames are handed to
+//! [`crate::chat_requests`].
 
 use notify_auth::Claims;
 use notify_protocol::{ClientFrame, Event, FrameError, ServerFrame};
 use notify_store::Notification;
 
+use crate::chat_requests;
 use crate::connection::Who;
 use crate::node::Node;
 
@@ -60,8 +62,9 @@ pub(crate) async fn handle(node: &Node, who: &Who<'_>, frame: ClientFrame) -> Re
             Err(refusal) => Reply::Refused(FrameError::Invalid(refusal.message().into())),
         },
         // Answered by `topic_requests`, which holds the connection's
-        // memberships, and by `chat_requests`; never routed here.
-        ClientFrame::Topic(_) | ClientFrame::Chat(_) => Reply::Nothing,
+        // memberships; never routed here.
+        ClientFrame::Topic(_) => Reply::Nothing,
+        ClientFrame::Chat(request) => Box::pin(chat_requests::handle(node, who, *request)).await,
         ClientFrame::Ack { ids } => {
             if node.acks.record(user, ids) {
                 Reply::Nothing

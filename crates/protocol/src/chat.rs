@@ -203,6 +203,13 @@ pub enum ChatFrame<'a> {
     /// To every connection of every member, the sender's included.
     #[serde(rename = "message")]
     Message { message: &'a WireMessage },
+    /// To every member's connections: the sender changed the body.
+    #[serde(rename = "message.updated")]
+    Updated { message: &'a WireMessage },
+    /// To every member's connections: the sender deleted it; `body` is
+    /// empty and `deleted_at` set.
+    #[serde(rename = "message.deleted")]
+    Deleted { message: &'a WireMessage },
     /// To the other members' connections.
     #[serde(rename = "typing")]
     Typing {

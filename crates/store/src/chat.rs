@@ -615,6 +615,84 @@ impl Message {
         }
     }
 
+    /// Replaces the body of a message `sender` wrote, unless it was
+    /// deleted; the message as it is now, or None when there is no such
+    /// message of theirs.
+    pub async fn edit(
+        conn: &mut AsyncMysqlConnection,
+        conversation: u64,
+        id: u64,
+        sender: &str,
+        body: &str,
+        at: NaiveDateTime,
+    ) -> Result<Option<Message>, StoreError> {
+        let changed = diesel::update(Self::own(conversation, id, sender))
+            .set((messages::body.eq(body), messages::edited_at.eq(at)))
+            .execute(conn)
+            .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Self::find(conn, id).await
+    }
+
+    /// Deletes a message `sender` wrote: its body and attachments are
+    /// erased and `deleted_at` set, so the history keeps its place. The
+    /// message as it is now (None when there is no such message of theirs,
+    /// or it was deleted already).
+    pub async fn delete(
+        conn: &mut AsyncMysqlConnection,
+        conversation: u64,
+        id: u64,
+        sender: &str,
+        at: NaiveDateTime,
+    ) -> Result<Option<Message>, StoreError> {
+        let changed = diesel::update(Self::own(conversation, id, sender))
+            .set((
+                messages::body.eq(""),
+                messages::attachments.eq(None::<String>),
+                messages::deleted_at.eq(at),
+            ))
+            .execute(conn)
+            .await?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Self::find(conn, id).await
+    }
+
+    /// A message of `sender` in `conversation` that is not deleted.
+    #[allow(clippy::type_complexity)]
+    fn own<'a>(
+        conversation: u64,
+        id: u64,
+        sender: &'a str,
+    ) -> diesel::dsl::Filter<
+        diesel::dsl::Filter<
+            diesel::dsl::Filter<
+                diesel::dsl::Filter<messages::table, diesel::dsl::Eq<messages::id, u64>>,
+                diesel::dsl::Eq<messages::conversation_id, u64>,
+            >,
+            diesel::dsl::Eq<messages::sender_id, &'a str>,
+        >,
+        diesel::dsl::IsNull<messages::deleted_at>,
+    > {
+        messages::table
+            .filter(messages::id.eq(id))
+            .filter(messages::conversation_id.eq(conversation))
+            .filter(messages::sender_id.eq(sender))
+            .filter(messages::deleted_at.is_null())
+    }
+
+    async fn find(conn: &mut AsyncMysqlConnection, id: u64) -> Result<Option<Message>, StoreError> {
+        Ok(messages::table
+            .find(id)
+            .select(Message::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    }
+
     /// One page of a conversation's messages, newest first, strictly older
     /// than `before`.
     pub async fn page(

@@ -53,6 +53,12 @@ struct Send {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Edit {
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Read {
     up_to: u64,
 }
@@ -178,6 +184,34 @@ pub async fn send(
         HttpResponse::Ok()
     };
     Ok(response.json(json!({ "message": message })))
+}
+
+/// `PATCH /api/conversations/{id}/messages/{message_id}` `{"body": ...}`:
+/// the sender's own messages only.
+pub async fn edit(
+    AuthUser(user): AuthUser,
+    path: web::Path<(u64, u64)>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, message_id) = path.into_inner();
+    let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
+    let Edit { body } = body::parse_json(&raw)?;
+    let message = state.chat.edit(&user, id, message_id, &body).await?;
+    Ok(HttpResponse::Ok().json(json!({ "message": message })))
+}
+
+/// `DELETE /api/conversations/{id}/messages/{message_id}`: the sender's own
+/// messages only.
+pub async fn delete(
+    AuthUser(user): AuthUser,
+    path: web::Path<(u64, u64)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, message_id) = path.into_inner();
+    state.chat.delete(&user, id, message_id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `PUT /api/conversations/{id}/read` `{"up_to": message_id}`

@@ -77,6 +77,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(conversations::send),
         )
         .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            web::patch().to(conversations::edit),
+        )
+        .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            web::delete().to(conversations::delete),
+        )
+        .route(
             "/api/conversations/{id}/read",
             web::put().to(conversations::read),
         )

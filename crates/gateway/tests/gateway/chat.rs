@@ -776,3 +776,80 @@ async fn members_who_are_offline_are_notified_once_per_conversation() {
     })
     .await;
 }
+
+#[actix_web::test]
+async fn senders_edit_and_delete_their_own_messages_and_every_member_hears_it() {
+    let cluster = Cluster::start().await;
+    let (g1, g2) = (cluster.gateway().await, cluster.gateway().await);
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = cluster.direct(&alice, &bob).await;
+    let (mut a, _) = g1.connect(&alice).await;
+    let (mut b, _) = g2.connect(&bob).await;
+    let message = send_and_echo(&mut a, id, "helo", "e1").await;
+    expect(&mut b, "message").await;
+    let path = format!("/api/conversations/{id}/messages/{}", message["id"]);
+
+    // Bob cannot touch alice's message; an outsider's conversation is 404.
+    let (status, reply) = cluster
+        .as_user_with(&bob, "PATCH", &path, Some(json!({"body": "hacked"})))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (404, Some("message_not_found"))
+    );
+    let (status, reply) = cluster.as_user(&bob, "DELETE", &path).await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (404, Some("message_not_found"))
+    );
+    let (status, reply) = cluster
+        .as_user_with(&unique("eve"), "PATCH", &path, Some(json!({"body": "x"})))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (404, Some("conversation_not_found"))
+    );
+    let (status, reply) = cluster
+        .as_user_with(&alice, "PATCH", &path, Some(json!({"body": " "})))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (400, Some("empty_message"))
+    );
+
+    let (status, reply) = cluster
+        .as_user_with(&alice, "PATCH", &path, Some(json!({"body": "hello"})))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let edited = reply["message"].clone();
+    assert_eq!(
+        (edited["id"].clone(), edited["body"].as_str()),
+        (message["id"].clone(), Some("hello"))
+    );
+    assert!(edited["edited_at"].is_string());
+    for client in [&mut a, &mut b] {
+        assert_eq!(expect(client, "message.updated").await["message"], edited);
+    }
+
+    let (status, _) = cluster.as_user(&alice, "DELETE", &path).await;
+    assert_eq!(status, 204);
+    for client in [&mut a, &mut b] {
+        let deleted = expect(client, "message.deleted").await["message"].clone();
+        assert_eq!(
+            (deleted["id"].clone(), deleted["body"].as_str()),
+            (message["id"].clone(), Some(""))
+        );
+        assert!(deleted["deleted_at"].is_string());
+    }
+    // Gone from the unread count, kept in its place in the history.
+    let (_, conversation) = cluster.conversation(&bob, id).await;
+    assert_eq!(conversation["unread_count"], 0);
+    let (_, history) = cluster
+        .as_user(&bob, "GET", &format!("/api/conversations/{id}/messages"))
+        .await;
+    assert_eq!(history["messages"][0]["body"], "");
+    let (status, _) = cluster
+        .as_user_with(&alice, "PATCH", &path, Some(json!({"body": "again"})))
+        .await;
+    assert_eq!(status, 404);
+}

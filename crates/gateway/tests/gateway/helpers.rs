@@ -238,6 +238,7 @@ impl Cluster {
             "POST" => client.post(url),
             "DELETE" => client.delete(url),
             "PUT" => client.put(url),
+            "PATCH" => client.patch(url),
             _ => client.get(url),
         }
         .insert_header(header);
