@@ -6,7 +6,7 @@
 //! the member list a message is delivered to once the removal committed.
 
 use chrono::NaiveDateTime;
-use diesel::dsl::count_star;
+use diesel::dsl::{self, count_star};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Datetime, Nullable, Text, Varchar};
@@ -55,6 +55,18 @@ pub struct Message {
     pub edited_at: Option<NaiveDateTime>,
     pub deleted_at: Option<NaiveDateTime>,
 }
+
+/// The query of [`Message::own`].
+type OwnMessage<'a> = dsl::Filter<
+    dsl::Filter<
+        dsl::Filter<
+            dsl::Filter<messages::table, dsl::Eq<messages::id, u64>>,
+            dsl::Eq<messages::conversation_id, u64>,
+        >,
+        dsl::Eq<messages::sender_id, &'a str>,
+    >,
+    dsl::IsNull<messages::deleted_at>,
+>;
 
 /// A message to store.
 pub struct NewMessage<'a> {
@@ -661,22 +673,9 @@ impl Message {
         Self::find(conn, id).await
     }
 
-    /// A message of `sender` in `conversation` that is not deleted.
-    #[allow(clippy::type_complexity)]
-    fn own<'a>(
-        conversation: u64,
-        id: u64,
-        sender: &'a str,
-    ) -> diesel::dsl::Filter<
-        diesel::dsl::Filter<
-            diesel::dsl::Filter<
-                diesel::dsl::Filter<messages::table, diesel::dsl::Eq<messages::id, u64>>,
-                diesel::dsl::Eq<messages::conversation_id, u64>,
-            >,
-            diesel::dsl::Eq<messages::sender_id, &'a str>,
-        >,
-        diesel::dsl::IsNull<messages::deleted_at>,
-    > {
+    /// A message of `sender` in `conversation` that is not deleted: what
+    /// its sender may still change.
+    fn own(conversation: u64, id: u64, sender: &str) -> OwnMessage<'_> {
         messages::table
             .filter(messages::id.eq(id))
             .filter(messages::conversation_id.eq(conversation))
