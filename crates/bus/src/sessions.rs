@@ -166,6 +166,19 @@ impl SessionStore {
             .await
     }
 
+    /// How many live sessions each of `users` has, in one round trip.
+    pub async fn connections<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        users: &[&str],
+    ) -> RedisResult<Vec<u64>> {
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("HLEN").arg(self.channels.sessions(user));
+        }
+        pipe.query_async(conn).await
+    }
+
     /// Connections and last-seen time of each of `users`, in one round
     /// trip.
     pub async fn presence<C: ConnectionLike + Send>(

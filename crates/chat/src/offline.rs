@@ -205,11 +205,11 @@ impl Worker {
             redis::RedisError::from((redis::ErrorKind::Io, "no Redis connection", e.to_string()))
         })?;
         let users: Vec<&str> = pairs.iter().map(|(_, user)| *user).collect();
-        let presence = self.sessions.presence(&mut conn, &users).await?;
+        let connections = self.sessions.connections(&mut conn, &users).await?;
         let offline: Vec<(&Job, &str)> = pairs
             .iter()
-            .zip(presence)
-            .filter(|(_, presence)| presence.connections == 0)
+            .zip(connections)
+            .filter(|(_, connections)| *connections == 0)
             .map(|(pair, _)| *pair)
             .collect();
         if offline.is_empty() {

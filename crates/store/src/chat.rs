@@ -12,6 +12,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{Datetime, Nullable, Text, Varchar};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
+use crate::last_insert_id;
 use crate::notification::last_insert_id_of;
 use crate::schema::{conversation_members as members, conversations, messages};
 use crate::StoreError;
@@ -541,7 +542,8 @@ impl Member {
 
 impl Message {
     /// Stores a message if its sender is a member, in one transaction that
-    /// also moves the conversation's last message and reads its members.
+    /// also reads its members and moves the conversation's last message:
+    /// four statements between BEGIN and COMMIT.
     pub async fn send(
         conn: &mut AsyncMysqlConnection,
         new: &NewMessage<'_>,
@@ -576,7 +578,19 @@ impl Message {
                 if inserted == 0 {
                     return Ok(None);
                 }
-                let id = last_insert_id_of(conn).await?;
+                // The members, and the new id with them: one round trip
+                // for both (`LAST_INSERT_ID()` is this connection's).
+                let rows: Vec<(String, u64)> = members::table
+                    .filter(members::conversation_id.eq(new.conversation_id))
+                    .select((members::user_id, last_insert_id()))
+                    .load(conn)
+                    .await?;
+                let id = match rows.as_slice() {
+                    [(_, id), ..] => *id,
+                    // The sender's row was there for the INSERT.
+                    [] => return Err(StoreError::Query(DieselError::RollbackTransaction)),
+                };
+                let members = rows.into_iter().map(|(user, _)| user).collect();
                 // Only forward: a concurrent send with a higher id may have
                 // committed first.
                 diesel::update(
@@ -592,7 +606,6 @@ impl Message {
                 ))
                 .execute(conn)
                 .await?;
-                let members = Member::user_ids(conn, new.conversation_id).await?;
                 Ok::<_, StoreError>(Some((id, members)))
             })
             .await;

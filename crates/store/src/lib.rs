@@ -23,6 +23,12 @@ pub use notification::{NewNotification, Notification, ReadOutcome, StatementLimi
 pub use pool::{build_pool, DbConn, DbPool};
 pub use unpublished::UnpublishedBatch;
 
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// MySQL's id of the first row of the last INSERT on this connection.
+    fn last_insert_id() -> diesel::sql_types::Unsigned<diesel::sql_types::Bigint>;
+}
+
 /// Database time is UTC with microsecond precision (`DATETIME(6)`); values
 /// created in the services are truncated to match what reads give back.
 pub fn now() -> chrono::NaiveDateTime {

@@ -8,6 +8,7 @@ use diesel::sql_types::Bigint;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 use serde_json::value::RawValue;
 
+use crate::last_insert_id;
 use crate::schema::notifications;
 use crate::StoreError;
 
@@ -93,12 +94,6 @@ pub enum ReadOutcome {
     Marked,
     AlreadyRead,
     NotFound,
-}
-
-#[diesel::declare_sql_function]
-extern "SQL" {
-    /// MySQL's id of the first row of the last INSERT on this connection.
-    fn last_insert_id() -> Unsigned<Bigint>;
 }
 
 /// The id `LAST_INSERT_ID()` reports on this connection. A query-builder
