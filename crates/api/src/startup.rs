@@ -3,7 +3,7 @@
 //! [`Application::build`] binds its own listener, so tests pass port 0 and
 //! read back the port the OS chose.
 
-use notify_chat::{Chat, OfflineNotices};
+use notify_chat::{Chat, ChatTasks};
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::Ordering;
@@ -51,9 +51,9 @@ pub struct Application {
     /// Deletes the outbox rows of what the publisher reports published; ends
     /// after the publisher.
     forget_published: JoinHandle<()>,
-    /// Notices to chat members who are offline, closed before the
-    /// publisher so that what it queued is published.
-    offline: Option<(OfflineNotices, JoinHandle<()>)>,
+    /// The chat message writer and offline notices, closed before the
+    /// publisher so that what they queue is published.
+    chat_tasks: ChatTasks,
     /// Periodic tasks (sweep, housekeeping), stopped once the server is.
     background: Vec<JoinHandle<()>>,
 }
@@ -113,21 +113,12 @@ impl Application {
             tracing::warn!(%error, "could not fetch the JWKS yet");
         }
         let gate = TokenGate::new(jwt, redis.clone(), channels.clone());
-        let offline = config.chat.notify_offline.then(|| {
-            OfflineNotices::start(
-                db.clone(),
-                redis.clone(),
-                publisher.clone(),
-                channels.clone(),
-            )
-        });
-        let chat = Chat::new(
+        let (chat, chat_tasks) = Chat::start(
             db.clone(),
             redis.clone(),
             publisher.clone(),
             channels.clone(),
             &config.chat,
-            offline.as_ref().map(|(notices, _)| notices.clone()),
         );
         let state = web::Data::new(AppState {
             gate,
@@ -217,7 +208,7 @@ impl Application {
             publisher: publisher_handle,
             publisher_task,
             forget_published,
-            offline,
+            chat_tasks,
             background: vec![sweeper, pruner, keeper],
         })
     }
@@ -245,10 +236,7 @@ impl Application {
             let _ = task.await;
         }
         let flushed = async {
-            if let Some((notices, task)) = self.offline {
-                notices.close();
-                let _ = task.await;
-            }
+            self.chat_tasks.close().await;
             self.publisher.close();
             let _ = self.publisher_task.await;
             let _ = self.forget_published.await;

@@ -16,10 +16,14 @@ mod messages;
 pub mod offline;
 pub mod settings;
 mod wire;
+mod writer;
 
 use notify_bus::{Publisher, RedisPool};
 use notify_protocol::ChannelNames;
 use notify_store::DbPool;
+use tokio::task::JoinHandle;
+
+use writer::Writer;
 
 pub use conversations::{ConversationPage, NewConversation};
 pub use error::ChatError;
@@ -34,27 +38,63 @@ pub struct Chat {
     publisher: Publisher,
     channels: ChannelNames,
     limits: limits::ChatLimits,
+    /// Stores new messages, in batches under load.
+    writer: Writer,
     /// None when offline members are not notified.
     offline: Option<OfflineNotices>,
 }
 
+/// The tasks a [`Chat`] runs: close them at shutdown, once no request can
+/// send any more, and before the publisher, so that what they queue is
+/// published.
+pub struct ChatTasks {
+    writer: (Writer, JoinHandle<()>),
+    offline: Option<(OfflineNotices, JoinHandle<()>)>,
+}
+
+impl ChatTasks {
+    /// Writes what is queued, sends the notices it leads to, and returns
+    /// once both tasks ended.
+    pub async fn close(self) {
+        let (writer, task) = self.writer;
+        writer.close();
+        let _ = task.await;
+        if let Some((notices, task)) = self.offline {
+            notices.close();
+            let _ = task.await;
+        }
+    }
+}
+
 impl Chat {
-    pub fn new(
+    /// The chat service and its tasks (the message writer and, with
+    /// `settings.notify_offline`, the offline notices).
+    pub fn start(
         db: DbPool,
         redis: RedisPool,
         publisher: Publisher,
         channels: ChannelNames,
         settings: &ChatSettings,
-        offline: Option<OfflineNotices>,
-    ) -> Self {
-        Self {
+    ) -> (Self, ChatTasks) {
+        let writer = Writer::start(db.clone());
+        let offline = settings.notify_offline.then(|| {
+            OfflineNotices::start(
+                db.clone(),
+                redis.clone(),
+                publisher.clone(),
+                channels.clone(),
+            )
+        });
+        let chat = Self {
             db,
             redis,
             publisher,
             channels,
             limits: limits::ChatLimits::new(settings),
-            offline,
-        }
+            writer: writer.0.clone(),
+            offline: offline.as_ref().map(|(notices, _)| notices.clone()),
+        };
+        (chat, ChatTasks { writer, offline })
     }
 
     /// Queues `frame` for every connection of each of `users`. Call only

@@ -41,14 +41,13 @@ impl Chat {
         };
         let new = NewMessage {
             conversation_id,
-            sender: user,
-            body: &draft.body,
-            attachments: attachments.as_deref(),
-            client_id: draft.client_id.as_deref(),
+            sender: user.to_owned(),
+            body: draft.body.clone(),
+            attachments,
+            client_id: draft.client_id.clone(),
             at: notify_store::now(),
         };
-        let sent = Message::send(&mut *self.conn().await?, &new).await?;
-        match sent {
+        match self.writer.write(new).await? {
             Sent::Stored { message, members } => {
                 let message = wire::message(message);
                 let frame = ChatFrame::Message { message: &message }.to_frame();

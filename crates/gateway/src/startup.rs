@@ -20,7 +20,7 @@ use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use notify_auth::JwtVerifier;
 use notify_bus::{NodeStore, PresenceStore, Publisher, QueueLimits, SessionStore, TokenGate};
-use notify_chat::{Chat, OfflineNotices};
+use notify_chat::{Chat, ChatTasks};
 use notify_protocol::ChannelNames;
 use notify_service::refusals::count_refusals;
 use tokio::sync::watch;
@@ -56,9 +56,9 @@ pub struct Application {
     /// Writers that must finish what is queued before the process exits:
     /// delivery acks, and read marks waiting to be published.
     acks_task: JoinHandle<()>,
-    /// Notices to chat members who are offline, closed before the
-    /// publisher so that what it queued is published.
-    offline: Option<(OfflineNotices, JoinHandle<()>)>,
+    /// The chat message writer and offline notices, closed before the
+    /// publisher so that what they queue is published.
+    chat_tasks: ChatTasks,
     publisher_task: JoinHandle<()>,
     /// Deletes the outbox rows of published offline notices; ends after
     /// the publisher.
@@ -151,21 +151,12 @@ impl Application {
             config.connection_log.queue,
             config.connection_log.enabled,
         );
-        let offline = config.chat.notify_offline.then(|| {
-            OfflineNotices::start(
-                db.clone(),
-                redis.clone(),
-                publisher.clone(),
-                channels.clone(),
-            )
-        });
-        let chat = Chat::new(
+        let (chat, chat_tasks) = Chat::start(
             db.clone(),
             redis.clone(),
             publisher.clone(),
             channels.clone(),
             &config.chat,
-            offline.as_ref().map(|(notices, _)| notices.clone()),
         );
         let node = Arc::new(Node {
             id: node_id,
@@ -238,7 +229,7 @@ impl Application {
             journal_task,
             stats,
             acks_task,
-            offline,
+            chat_tasks,
             publisher_task,
             forget_published,
             stop_subscriber,
@@ -283,10 +274,7 @@ impl Application {
         self.node.journal.close();
         let node = self.node.clone();
         let flushed = async {
-            if let Some((notices, task)) = self.offline {
-                notices.close();
-                let _ = task.await;
-            }
+            self.chat_tasks.close().await;
             node.publisher.close();
             let _ = self.acks_task.await;
             let _ = self.publisher_task.await;

@@ -70,12 +70,14 @@ type OwnMessage<'a> = dsl::Filter<
 >;
 
 /// A message to store.
-pub struct NewMessage<'a> {
+#[derive(Debug, Clone)]
+pub struct NewMessage {
     pub conversation_id: u64,
-    pub sender: &'a str,
-    pub body: &'a str,
-    pub attachments: Option<&'a str>,
-    pub client_id: Option<&'a str>,
+    pub sender: String,
+    pub body: String,
+    /// JSON text of validated attachments; None for none.
+    pub attachments: Option<String>,
+    pub client_id: Option<String>,
     pub at: NaiveDateTime,
 }
 
@@ -541,103 +543,128 @@ impl Member {
 }
 
 impl Message {
-    /// Stores a message if its sender is a member, in one transaction that
-    /// also reads its members and moves the conversation's last message:
-    /// four statements between BEGIN and COMMIT.
-    pub async fn send(
+    /// Stores each message whose sender is a member, all in one
+    /// transaction: per message an `INSERT IGNORE ... SELECT` from the
+    /// sender's member row (membership checked and the row written in one
+    /// statement), the members with the new id, and the conversation's last
+    /// message moved forward; one BEGIN and COMMIT for the batch. Messages
+    /// are written in conversation order, so two batches lock conversations
+    /// in the same order and cannot deadlock on them.
+    ///
+    /// `IGNORE` only ever skips the unique `client_id` key: every other
+    /// value is checked before (lengths, JSON), so it never truncates.
+    pub async fn send_all(
         conn: &mut AsyncMysqlConnection,
-        new: &NewMessage<'_>,
-    ) -> Result<Sent, StoreError> {
+        batch: &[NewMessage],
+    ) -> Result<Vec<Sent>, StoreError> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].conversation_id);
         let stored = conn
             .transaction(async |conn| {
-                // One statement checks membership and inserts.
-                let inserted = diesel::insert_into(messages::table)
-                    .values(
-                        members::table
-                            .filter(members::conversation_id.eq(new.conversation_id))
-                            .filter(members::user_id.eq(new.sender))
-                            .select((
-                                members::conversation_id,
-                                members::user_id,
-                                new.body.into_sql::<Text>(),
-                                new.attachments.into_sql::<Nullable<Text>>(),
-                                new.client_id.into_sql::<Nullable<Varchar>>(),
-                                new.at.into_sql::<Datetime>(),
-                            )),
-                    )
-                    .into_columns((
-                        messages::conversation_id,
-                        messages::sender_id,
-                        messages::body,
-                        messages::attachments,
-                        messages::client_id,
-                        messages::created_at,
-                    ))
-                    .execute(conn)
-                    .await?;
-                if inserted == 0 {
-                    return Ok(None);
+                let mut stored = vec![None; batch.len()];
+                for &i in &order {
+                    stored[i] = Self::insert(conn, &batch[i]).await?;
                 }
-                // The members, and the new id with them: one round trip
-                // for both (`LAST_INSERT_ID()` is this connection's).
-                let rows: Vec<(String, u64)> = members::table
-                    .filter(members::conversation_id.eq(new.conversation_id))
-                    .select((members::user_id, last_insert_id()))
-                    .load(conn)
-                    .await?;
-                let id = match rows.as_slice() {
-                    [(_, id), ..] => *id,
-                    // The sender's row was there for the INSERT.
-                    [] => return Err(StoreError::Query(DieselError::RollbackTransaction)),
-                };
-                let members = rows.into_iter().map(|(user, _)| user).collect();
-                // Only forward: a concurrent send with a higher id may have
-                // committed first.
-                diesel::update(
-                    conversations::table.find(new.conversation_id).filter(
-                        conversations::last_message_id
-                            .is_null()
-                            .or(conversations::last_message_id.lt(id)),
-                    ),
-                )
-                .set((
-                    conversations::last_message_id.eq(id),
-                    conversations::last_activity_at.eq(new.at),
-                ))
-                .execute(conn)
-                .await?;
-                Ok::<_, StoreError>(Some((id, members)))
+                Ok::<_, StoreError>(stored)
             })
-            .await;
-        match stored {
-            Ok(Some((id, members))) => Ok(Sent::Stored {
-                message: Message {
-                    id,
-                    conversation_id: new.conversation_id,
-                    sender_id: new.sender.into(),
-                    body: new.body.into(),
-                    attachments: new.attachments.map(str::to_owned),
-                    client_id: new.client_id.map(str::to_owned),
-                    created_at: new.at,
-                    edited_at: None,
-                    deleted_at: None,
+            .await?;
+        let mut sent = Vec::with_capacity(batch.len());
+        for (new, stored) in batch.iter().zip(stored) {
+            sent.push(match stored {
+                Some((id, members)) => Sent::Stored {
+                    message: Message {
+                        id,
+                        conversation_id: new.conversation_id,
+                        sender_id: new.sender.clone(),
+                        body: new.body.clone(),
+                        attachments: new.attachments.clone(),
+                        client_id: new.client_id.clone(),
+                        created_at: new.at,
+                        edited_at: None,
+                        deleted_at: None,
+                    },
+                    members,
                 },
-                members,
-            }),
-            Ok(None) => Ok(Sent::NotMember),
-            Err(error) if is_duplicate(&error) => {
-                let earlier = messages::table
-                    .filter(messages::conversation_id.eq(new.conversation_id))
-                    .filter(messages::sender_id.eq(new.sender))
-                    .filter(messages::client_id.eq(new.client_id))
-                    .select(Message::as_select())
-                    .first(conn)
-                    .await
-                    .optional()?;
-                Ok(earlier.map_or(Sent::NotMember, Sent::Duplicate))
-            }
-            Err(error) => Err(error),
+                // Not inserted: a retry of a stored client_id, or not a
+                // member.
+                None => match &new.client_id {
+                    Some(client_id) => messages::table
+                        .filter(messages::conversation_id.eq(new.conversation_id))
+                        .filter(messages::sender_id.eq(&new.sender))
+                        .filter(messages::client_id.eq(client_id))
+                        .select(Message::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?
+                        .map_or(Sent::NotMember, Sent::Duplicate),
+                    None => Sent::NotMember,
+                },
+            });
         }
+        Ok(sent)
+    }
+
+    /// One message's statements in `send_all`'s transaction: its id and
+    /// the conversation's members, or None when nothing was inserted.
+    async fn insert(
+        conn: &mut AsyncMysqlConnection,
+        new: &NewMessage,
+    ) -> Result<Option<(u64, Vec<String>)>, StoreError> {
+        let inserted = diesel::insert_or_ignore_into(messages::table)
+            .values(
+                members::table
+                    .filter(members::conversation_id.eq(new.conversation_id))
+                    .filter(members::user_id.eq(&new.sender))
+                    .select((
+                        members::conversation_id,
+                        members::user_id,
+                        new.body.as_str().into_sql::<Text>(),
+                        new.attachments.as_deref().into_sql::<Nullable<Text>>(),
+                        new.client_id.as_deref().into_sql::<Nullable<Varchar>>(),
+                        new.at.into_sql::<Datetime>(),
+                    )),
+            )
+            .into_columns((
+                messages::conversation_id,
+                messages::sender_id,
+                messages::body,
+                messages::attachments,
+                messages::client_id,
+                messages::created_at,
+            ))
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        // The members, and the new id with them: one round trip for both
+        // (`LAST_INSERT_ID()` is this connection's).
+        let rows: Vec<(String, u64)> = members::table
+            .filter(members::conversation_id.eq(new.conversation_id))
+            .select((members::user_id, last_insert_id()))
+            .load(conn)
+            .await?;
+        let id = match rows.as_slice() {
+            [(_, id), ..] => *id,
+            // The sender's row was there for the INSERT.
+            [] => return Err(StoreError::Query(DieselError::RollbackTransaction)),
+        };
+        // Only forward: a concurrent send with a higher id may have
+        // committed first.
+        diesel::update(
+            conversations::table.find(new.conversation_id).filter(
+                conversations::last_message_id
+                    .is_null()
+                    .or(conversations::last_message_id.lt(id)),
+            ),
+        )
+        .set((
+            conversations::last_message_id.eq(id),
+            conversations::last_activity_at.eq(new.at),
+        ))
+        .execute(conn)
+        .await?;
+        Ok(Some((id, rows.into_iter().map(|(user, _)| user).collect())))
     }
 
     /// Replaces the body of a message `sender` wrote, unless it was

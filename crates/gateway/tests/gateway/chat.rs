@@ -853,3 +853,77 @@ async fn senders_edit_and_delete_their_own_messages_and_every_member_hears_it() 
         .await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn a_burst_of_messages_is_stored_once_each_whatever_the_batches() {
+    let cluster = Cluster::start().await;
+    let (g1, g2) = (cluster.gateway().await, cluster.gateway().await);
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let id = cluster.direct(&alice, &bob).await;
+    let (mut a1, _) = g1.connect(&alice).await;
+    let (mut a2, _) = g1.connect(&alice).await;
+    let (mut b, _) = g2.connect(&bob).await;
+    // Frames sent back to back, from two connections on one node, so the
+    // node's writer takes several at once; "dup" is sent twice.
+    for i in 0..10 {
+        for (client, device) in [(&mut a1, "a1"), (&mut a2, "a2")] {
+            let client_id = if i == 9 {
+                "dup".to_owned()
+            } else {
+                format!("{device}-{i}")
+            };
+            client
+                .send(
+                    &json!({"type": "message.send", "conversation_id": id,
+                              "body": format!("{device} {i}"), "client_id": client_id})
+                    .to_string(),
+                )
+                .await;
+        }
+    }
+    let mut sent = Vec::new();
+    for client in [&mut a1, &mut a2] {
+        while sent.len() < 20 {
+            let frame = frame(client).await;
+            match frame["type"].as_str() {
+                Some("message.sent") => {
+                    sent.push(frame["message"]["id"].as_u64().unwrap());
+                    if sent.len() == 10 || sent.len() == 20 {
+                        break;
+                    }
+                }
+                Some("message") => {}
+                _ => panic!("{frame}"),
+            }
+        }
+    }
+    sent.sort_unstable();
+    let distinct: std::collections::BTreeSet<u64> = sent.iter().copied().collect();
+    // 19 messages: the second "dup" got the first one's id back.
+    assert_eq!(distinct.len(), 19, "{sent:?}");
+    assert_eq!(cluster.stored_messages(id).await, 19);
+    // Bob receives each stored message once.
+    let mut received = Vec::new();
+    while received.len() < 19 {
+        received.push(
+            expect(&mut b, "message").await["message"]["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        received
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<u64>>(),
+        distinct
+    );
+    let sentinel = cluster.chat_sentinel(&bob).await;
+    nothing_before(&mut b, &sentinel).await;
+    let (_, conversation) = cluster.conversation(&bob, id).await;
+    assert_eq!(
+        conversation["last_message"]["id"].as_u64(),
+        distinct.last().copied()
+    );
+    assert_eq!(conversation["unread_count"], 19);
+}

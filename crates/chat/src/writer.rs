@@ -1,0 +1,142 @@
+//! Writing new messages in batches.
+//!
+//! A send hands its message to the process's one writer task and waits for
+//! it to be committed. While a transaction is in flight, the messages that
+//! arrive queue up, and the next transaction takes all of them (see
+//! `notify_store::chat::Message::send_all`): under light load a message is
+//! written alone and at once, with no added delay; under heavy load one
+//! BEGIN, COMMIT and fsync serve many messages, which keeps MySQL's share
+//! of each message small.
+//!
+//! A batch that fails for a reason other than MySQL being away (a deadlock,
+//! an unexpected row) is written again one message per transaction, so one
+//! message cannot fail its neighbours.
+
+use std::sync::Arc;
+
+use notify_store::chat::{Message, NewMessage, Sent};
+use notify_store::{DbPool, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::ChatError;
+
+/// Messages waiting for the writer; a send beyond is refused `unavailable`
+/// at once rather than waiting behind a MySQL that is not keeping up.
+const QUEUE: usize = 4096;
+/// Most messages in one transaction.
+const BATCH: usize = 256;
+
+type Reply = oneshot::Sender<Result<Sent, ChatError>>;
+
+/// The queue of the writer task.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<(NewMessage, Reply)>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl Writer {
+    /// Starts the task; it ends once [`Writer::close`] is called, after
+    /// writing what was queued.
+    pub(crate) fn start(db: DbPool) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(db, rx, stopped));
+        (
+            Self {
+                tx,
+                stop: Arc::new(stop),
+            },
+            task,
+        )
+    }
+
+    /// Stores `message` (if its sender is a member) and says what happened.
+    pub(crate) async fn write(&self, message: NewMessage) -> Result<Sent, ChatError> {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.try_send((message, reply)).is_err() {
+            tracing::warn!("chat message refused: the writer's queue is full or closed");
+            return Err(ChatError::Unavailable);
+        }
+        answer.await.unwrap_or(Err(ChatError::Unavailable))
+    }
+
+    /// Takes no more messages; the task writes what is queued and ends.
+    pub(crate) fn close(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn run(
+    db: DbPool,
+    mut rx: mpsc::Receiver<(NewMessage, Reply)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut jobs = Vec::with_capacity(BATCH);
+    let mut closing = false;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut jobs, BATCH) => received,
+            _ = stop.wait_for(|stop| *stop), if !closing => {
+                // What is already queued is still received, then nothing.
+                closing = true;
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = jobs.drain(..).unzip();
+        write_batch(&db, messages, replies).await;
+    }
+}
+
+async fn write_batch(db: &DbPool, messages: Vec<NewMessage>, replies: Vec<Reply>) {
+    match send_all(db, &messages).await {
+        Ok(sent) => {
+            for (reply, sent) in replies.into_iter().zip(sent) {
+                let _ = reply.send(Ok(sent));
+            }
+        }
+        Err(error) if error.is_unavailable() || messages.len() == 1 => {
+            let refusal = refusal(&error, messages.len());
+            for reply in replies {
+                let _ = reply.send(Err(refusal()));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, messages = messages.len(), "chat batch failed, writing its messages one by one");
+            for (message, reply) in messages.into_iter().zip(replies) {
+                let result = match send_all(db, std::slice::from_ref(&message)).await {
+                    Ok(mut sent) => sent.pop().ok_or(ChatError::Internal),
+                    Err(error) => Err(refusal(&error, 1)()),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+async fn send_all(db: &DbPool, messages: &[NewMessage]) -> Result<Vec<Sent>, StoreError> {
+    let mut conn = notify_store::pool::get(db).await?;
+    Message::send_all(&mut conn, messages).await
+}
+
+/// Logs a failed write once and gives the error each of its senders gets.
+fn refusal(error: &StoreError, messages: usize) -> impl Fn() -> ChatError {
+    let unavailable = error.is_unavailable();
+    if unavailable {
+        tracing::warn!(%error, messages, "chat messages not stored: MySQL unavailable");
+    } else {
+        tracing::error!(%error, messages, "chat messages not stored");
+    }
+    move || {
+        if unavailable {
+            ChatError::Unavailable
+        } else {
+            ChatError::Internal
+        }
+    }
+}
