@@ -1,8 +1,9 @@
 //! Writing new messages in batches.
 //!
-//! A send hands its message to the process's one writer task and waits for
-//! it to be committed. While a transaction is in flight, the messages that
-//! arrive queue up, and the next transaction takes all of them (see
+//! A send hands its message to the process's writer tasks and waits for it
+//! to be committed. While the writers' transactions are in flight, the
+//! messages that arrive queue up, and the next free writer takes all of
+//! them into one transaction (see
 //! `notify_store::chat::Message::send_all`): under light load a message is
 //! written alone and at once, with no added delay; under heavy load one
 //! BEGIN, COMMIT and fsync serve many messages, which keeps MySQL's share
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use notify_store::chat::{Message, NewMessage, Sent};
 use notify_store::{DbPool, StoreError};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::ChatError;
@@ -26,6 +27,9 @@ use crate::ChatError;
 const QUEUE: usize = 4096;
 /// Most messages in one transaction.
 const BATCH: usize = 256;
+/// Transactions in flight at once: while one waits for its commit's fsync,
+/// the next takes what queued up meanwhile.
+const WRITERS: usize = 2;
 
 type Reply = oneshot::Sender<Result<Sent, ChatError>>;
 
@@ -42,7 +46,15 @@ impl Writer {
     pub(crate) fn start(db: DbPool) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(db, rx, stopped));
+        let rx = Arc::new(Mutex::new(rx));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| tokio::spawn(run(db.clone(), rx.clone(), stopped.clone())))
+            .collect();
+        let task = tokio::spawn(async move {
+            for writer in writers {
+                let _ = writer.await;
+            }
+        });
         (
             Self {
                 tx,
@@ -68,21 +80,26 @@ impl Writer {
     }
 }
 
+/// One writer: takes what has queued up (the receiver is shared, so one
+/// writer takes while the other writes), writes it, and again.
 async fn run(
     db: DbPool,
-    mut rx: mpsc::Receiver<(NewMessage, Reply)>,
+    rx: Arc<Mutex<mpsc::Receiver<(NewMessage, Reply)>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut jobs = Vec::with_capacity(BATCH);
     let mut closing = false;
     loop {
-        let received = tokio::select! {
-            received = rx.recv_many(&mut jobs, BATCH) => received,
-            _ = stop.wait_for(|stop| *stop), if !closing => {
-                // What is already queued is still received, then nothing.
-                closing = true;
-                rx.close();
-                continue;
+        let received = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                received = rx.recv_many(&mut jobs, BATCH) => received,
+                _ = stop.wait_for(|stop| *stop), if !closing => {
+                    // What is already queued is still received, then nothing.
+                    closing = true;
+                    rx.close();
+                    continue;
+                }
             }
         };
         if received == 0 {
