@@ -5,8 +5,9 @@
 //! conversation per [`THROTTLE`], on every node.
 //!
 //! Senders never wait for this: messages are queued to one task, which
-//! takes whatever has queued up and handles it with two Redis pipelines
-//! (who has no live session, whose throttle is free) and one transaction.
+//! gathers them for up to 100 ms and handles each round with two Redis
+//! pipelines (who has no live session, whose throttle is free) and one
+//! transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,10 @@ const PREVIEW_CHARS: usize = 140;
 const QUEUE: usize = 4096;
 /// Messages handled per round.
 const ROUND: usize = 256;
+/// How long a round gathers messages after the first: a notice is not
+/// urgent (its member is offline), and a round costs two Redis round
+/// trips however many messages it holds.
+const GATHER: Duration = Duration::from_millis(100);
 /// Rows per INSERT and outbox batch.
 const ROWS_PER_BATCH: usize = 500;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -127,6 +132,15 @@ impl Worker {
             };
             if received == 0 {
                 return;
+            }
+            if !closing && jobs.len() < ROUND {
+                tokio::time::sleep(GATHER).await;
+                while jobs.len() < ROUND {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
             }
             if let Err(error) = self.notify(&jobs).await {
                 tracing::warn!(%error, messages = jobs.len(), "offline chat notices not sent");
