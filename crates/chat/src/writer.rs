@@ -136,9 +136,18 @@ async fn write_batch(db: &DbPool, messages: Vec<NewMessage>, replies: Vec<Reply>
     }
 }
 
+/// Attempts at one transaction that InnoDB rolls back for a lock conflict.
+const ATTEMPTS: u32 = 3;
+
 async fn send_all(db: &DbPool, messages: &[NewMessage]) -> Result<Vec<Sent>, StoreError> {
-    let mut conn = notify_store::pool::get(db).await?;
-    Message::send_all(&mut conn, messages).await
+    let mut attempt = 1;
+    loop {
+        let mut conn = notify_store::pool::get(db).await?;
+        match Message::send_all(&mut conn, messages).await {
+            Err(error) if error.is_lock_conflict() && attempt < ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
 }
 
 /// Logs a failed write once and gives the error each of its senders gets.

@@ -323,10 +323,21 @@ async fn write(
     .await
 }
 
+/// Attempts at one batch when InnoDB rolls it back for a lock conflict:
+/// gateways upserting rows at once can deadlock on the unique index.
+const ATTEMPTS: u32 = 3;
+
 async fn flush(db: &DbPool, rows: Vec<ConnectionRecord>, stats: &JournalStats) {
-    let result = match notify_store::pool::get(db).await {
-        Ok(mut conn) => ConnectionRecord::write_all(&mut conn, &rows).await,
-        Err(e) => Err(e),
+    let mut attempt = 1;
+    let result = loop {
+        let result = match notify_store::pool::get(db).await {
+            Ok(mut conn) => ConnectionRecord::write_all(&mut conn, &rows).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(error) if error.is_lock_conflict() && attempt < ATTEMPTS => attempt += 1,
+            result => break result,
+        }
     };
     match result {
         Ok(()) => {
