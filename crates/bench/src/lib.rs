@@ -18,6 +18,20 @@ where
     }
 }
 
+/// The api (`API`, http://127.0.0.1:8081) and the gateways' WebSocket
+/// bases (`GATEWAYS`, those of `scripts/cluster up`).
+pub fn endpoints() -> anyhow::Result<(String, Vec<String>)> {
+    let api = env_or("API", "http://127.0.0.1:8081".to_string())?;
+    let gateways = env_or(
+        "GATEWAYS",
+        "ws://127.0.0.1:8082 ws://127.0.0.1:8083 ws://127.0.0.1:8084".to_string(),
+    )?
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect();
+    Ok((api, gateways))
+}
+
 /// Wall-clock microseconds, the unit of the send times carried in events.
 pub fn now_us() -> u64 {
     SystemTime::now()

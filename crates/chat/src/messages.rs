@@ -77,24 +77,8 @@ impl Chat {
             attachments: Vec::new(),
         }
         .validate()?;
-        self.limits.message(user)?;
-        let mut conn = self.conn().await?;
-        if Conversation::of_member(&mut conn, conversation_id, user)
-            .await?
-            .is_none()
-        {
-            return Err(ChatError::NotFound);
-        }
-        let at = notify_store::now();
-        let edited = Message::edit(&mut conn, conversation_id, message_id, user, body, at)
-            .await?
-            .ok_or(ChatError::MessageNotFound)?;
-        let members = Member::user_ids(&mut conn, conversation_id).await?;
-        drop(conn);
-        let message = wire::message(edited);
-        let frame = ChatFrame::Updated { message: &message }.to_frame();
-        self.publish(members.iter().map(String::as_str), &frame);
-        Ok(message)
+        self.change(user, conversation_id, message_id, Some(body))
+            .await
     }
 
     /// Deletes one of `user`'s messages (its body and attachments are
@@ -105,6 +89,18 @@ impl Chat {
         conversation_id: u64,
         message_id: u64,
     ) -> Result<WireMessage, ChatError> {
+        self.change(user, conversation_id, message_id, None).await
+    }
+
+    /// Edits (with a new body) or deletes (without) a message of `user`,
+    /// and tells every member.
+    async fn change(
+        &self,
+        user: &str,
+        conversation_id: u64,
+        message_id: u64,
+        body: Option<&str>,
+    ) -> Result<WireMessage, ChatError> {
         self.limits.message(user)?;
         let mut conn = self.conn().await?;
         if Conversation::of_member(&mut conn, conversation_id, user)
@@ -114,13 +110,21 @@ impl Chat {
             return Err(ChatError::NotFound);
         }
         let at = notify_store::now();
-        let deleted = Message::delete(&mut conn, conversation_id, message_id, user, at)
-            .await?
-            .ok_or(ChatError::MessageNotFound)?;
+        let changed = match body {
+            Some(body) => {
+                Message::edit(&mut conn, conversation_id, message_id, user, body, at).await?
+            }
+            None => Message::delete(&mut conn, conversation_id, message_id, user, at).await?,
+        }
+        .ok_or(ChatError::MessageNotFound)?;
         let members = Member::user_ids(&mut conn, conversation_id).await?;
         drop(conn);
-        let message = wire::message(deleted);
-        let frame = ChatFrame::Deleted { message: &message }.to_frame();
+        let message = wire::message(changed);
+        let frame = match body {
+            Some(_) => ChatFrame::Updated { message: &message },
+            None => ChatFrame::Deleted { message: &message },
+        }
+        .to_frame();
         self.publish(members.iter().map(String::as_str), &frame);
         Ok(message)
     }

@@ -3,9 +3,9 @@
 //! for a message sent over the WebSocket and over the HTTP API.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::event::format_timestamp;
+use crate::event::{micros, opt_micros};
 
 /// Characters in a message body.
 pub const MAX_BODY_CHARS: usize = 4000;
@@ -263,17 +263,6 @@ impl ChatRequest {
                 conversation_id, ..
             } => *conversation_id,
         }
-    }
-}
-
-fn micros<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_timestamp(at))
-}
-
-fn opt_micros<S: Serializer>(at: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => micros(at, s),
-        None => s.serialize_none(),
     }
 }
 

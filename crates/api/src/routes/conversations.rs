@@ -80,6 +80,16 @@ fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// 201 for what was created by this request, 200 for what existed (a
+/// direct conversation, a message retried with its `client_id`).
+fn created_or_found(created: bool) -> actix_web::HttpResponseBuilder {
+    if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+}
+
 /// `POST /api/conversations`: 201 with a new conversation, 200 with the
 /// direct conversation that already existed.
 pub async fn create(
@@ -100,12 +110,7 @@ pub async fn create(
         title,
     };
     let (conversation, created) = state.chat.create(&user, &new).await?;
-    let mut response = if created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
-    };
-    Ok(response.json(json!({ "conversation": conversation })))
+    Ok(created_or_found(created).json(json!({ "conversation": conversation })))
 }
 
 /// `GET /api/conversations?before=&limit=`: newest activity first.
@@ -178,12 +183,7 @@ pub async fn send(
         attachments,
     };
     let (message, stored) = state.chat.send(&user, id.into_inner(), &draft).await?;
-    let mut response = if stored {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
-    };
-    Ok(response.json(json!({ "message": message })))
+    Ok(created_or_found(stored).json(json!({ "message": message })))
 }
 
 /// `PATCH /api/conversations/{id}/messages/{message_id}` `{"body": ...}`:

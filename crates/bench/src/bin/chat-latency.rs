@@ -25,7 +25,7 @@ use actix_web::rt;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use notify_auth::{jwt::sign_hs256, Claims};
-use notify_bench::{cpu_secs, env_or, now_us, paced, percentile};
+use notify_bench::{cpu_secs, endpoints, env_or, now_us, paced, percentile};
 use tokio::sync::mpsc;
 
 #[derive(Default)]
@@ -133,14 +133,7 @@ fn record(stats: &RefCell<Stats>, text: &str, now: u64, receiver: bool) {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let api = env_or("API", "http://127.0.0.1:8081".to_string())?;
-    let gateways: Vec<String> = env_or(
-        "GATEWAYS",
-        "ws://127.0.0.1:8082 ws://127.0.0.1:8083 ws://127.0.0.1:8084".to_string(),
-    )?
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect();
+    let (api, gateways) = endpoints()?;
     anyhow::ensure!(
         gateways.len() >= 2,
         "GATEWAYS must name at least two gateways"

@@ -26,7 +26,7 @@ use actix_web::rt;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use notify_auth::{jwt::sign_hs256, Claims};
-use notify_bench::{cpu_secs, env_or, now_us, paced, percentile, post_accepted};
+use notify_bench::{cpu_secs, endpoints, env_or, now_us, paced, percentile, post_accepted};
 
 #[derive(Default)]
 struct Stats {
@@ -59,14 +59,7 @@ fn number_field(frame: &str, key: &str) -> Option<u64> {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let api = env_or("API", "http://127.0.0.1:8081".to_string())?;
-    let gateways: Vec<String> = env_or(
-        "GATEWAYS",
-        "ws://127.0.0.1:8082 ws://127.0.0.1:8083 ws://127.0.0.1:8084".to_string(),
-    )?
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect();
+    let (api, gateways) = endpoints()?;
     let secret = std::env::var("JWT_SECRET").context("JWT_SECRET must be set")?;
     let api_key = std::env::var("API_KEY").context("API_KEY must be set")?;
     let subscribers: usize = env_or("SUBSCRIBERS", 1000)?;
