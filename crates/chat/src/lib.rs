@@ -14,6 +14,7 @@ pub mod error;
 mod limits;
 mod messages;
 pub mod offline;
+mod rounds;
 pub mod settings;
 mod wire;
 mod writer;

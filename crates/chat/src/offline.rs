@@ -18,6 +18,8 @@ use notify_store::{DbPool, NewNotification, Notification, StoreError, Unpublishe
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::rounds::Rounds;
+
 /// The notification type of an offline notice.
 pub const NOTICE_KIND: &str = "chat.message";
 /// The `source` of offline notices in the notifications table.
@@ -118,29 +120,15 @@ impl OfflineNotices {
 
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Job>, mut stop: watch::Receiver<bool>) {
+        let mut rounds = Rounds::new(&mut rx, &mut stop);
         let mut jobs = Vec::with_capacity(ROUND);
-        let mut closing = false;
         loop {
-            let received = tokio::select! {
-                received = rx.recv_many(&mut jobs, ROUND) => received,
-                _ = stop.wait_for(|stop| *stop), if !closing => {
-                    // What is queued is still received, then nothing.
-                    closing = true;
-                    rx.close();
-                    continue;
-                }
-            };
-            if received == 0 {
+            if rounds.next(&mut jobs, ROUND).await == 0 {
                 return;
             }
-            if !closing && jobs.len() < ROUND {
+            if !rounds.closing && jobs.len() < ROUND {
                 tokio::time::sleep(GATHER).await;
-                while jobs.len() < ROUND {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+                rounds.take_queued(&mut jobs, ROUND);
             }
             if let Err(error) = self.notify(&jobs).await {
                 tracing::warn!(%error, messages = jobs.len(), "offline chat notices not sent");

@@ -20,6 +20,7 @@ use notify_store::{DbPool, StoreError};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::rounds::Rounds;
 use crate::ChatError;
 
 /// Messages waiting for the writer; a send beyond is refused `unavailable`
@@ -92,15 +93,11 @@ async fn run(
     loop {
         let received = {
             let mut rx = rx.lock().await;
-            tokio::select! {
-                received = rx.recv_many(&mut jobs, BATCH) => received,
-                _ = stop.wait_for(|stop| *stop), if !closing => {
-                    // What is already queued is still received, then nothing.
-                    closing = true;
-                    rx.close();
-                    continue;
-                }
-            }
+            let mut rounds = Rounds::new(&mut rx, &mut stop);
+            rounds.closing = closing;
+            let received = rounds.next(&mut jobs, BATCH).await;
+            closing = rounds.closing;
+            received
         };
         if received == 0 {
             return;
