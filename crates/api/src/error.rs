@@ -108,6 +108,8 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable => "service_unavailable",
             ApiError::Internal => "internal_error",
+            // The api's own codes for these, as for every other route.
+            ApiError::Chat(ChatError::Unavailable) => "service_unavailable",
             ApiError::Chat(error) => error.code(),
         }
     }

@@ -204,7 +204,8 @@ impl Chat {
     }
 
     /// Removes users from a group: anyone may leave, only the creator may
-    /// remove others. Nothing changes unless every removal is allowed.
+    /// remove others. Nothing changes unless every removal is allowed and
+    /// every user listed is a member.
     pub async fn remove_members(
         &self,
         user: &str,
@@ -227,7 +228,7 @@ impl Chat {
             return Err(ChatError::NotCreator);
         }
         let members: Vec<&str> = members.iter().map(String::as_str).collect();
-        if Member::remove(&mut conn, id, &members).await? == 0 {
+        if !Member::remove(&mut conn, id, &members).await? {
             return Err(ChatError::NotAMember);
         }
         Ok(())

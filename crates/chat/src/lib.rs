@@ -36,13 +36,33 @@ pub use settings::ChatSettings;
 pub struct Chat {
     db: DbPool,
     redis: RedisPool,
+    channels: ChannelNames,
+    fanout: Fanout,
+    limits: limits::ChatLimits,
+    /// Stores new messages, in batches under load, and delivers them.
+    writer: Writer,
+}
+
+/// Publishes a chat frame on the user channel of each member.
+#[derive(Clone)]
+pub(crate) struct Fanout {
     publisher: Publisher,
     channels: ChannelNames,
-    limits: limits::ChatLimits,
-    /// Stores new messages, in batches under load.
-    writer: Writer,
-    /// None when offline members are not notified.
-    offline: Option<OfflineNotices>,
+}
+
+impl Fanout {
+    /// Queues `frame` for every connection of each of `users`. Call only
+    /// after the change it describes is committed.
+    pub(crate) fn publish<'a>(&self, users: impl IntoIterator<Item = &'a str>, frame: &str) {
+        let events: Vec<(String, String)> = users
+            .into_iter()
+            .map(|user| (self.channels.user(user), frame.to_owned()))
+            .collect();
+        if !events.is_empty() && !self.publisher.publish_all(events) {
+            // Stored all the same: members see it in the history.
+            tracing::warn!("chat frame not published: publish queue full");
+        }
+    }
 }
 
 /// The tasks a [`Chat`] runs: close them at shutdown, once no request can
@@ -77,7 +97,6 @@ impl Chat {
         channels: ChannelNames,
         settings: &ChatSettings,
     ) -> (Self, ChatTasks) {
-        let writer = Writer::start(db.clone());
         let offline = settings.notify_offline.then(|| {
             OfflineNotices::start(
                 db.clone(),
@@ -86,29 +105,31 @@ impl Chat {
                 channels.clone(),
             )
         });
+        let fanout = Fanout {
+            publisher,
+            channels: channels.clone(),
+        };
+        // The writer delivers what it committed and queues the offline
+        // notices itself, so a sender that goes away meanwhile loses
+        // nothing, and once the writer ended every notice is queued.
+        let writer = Writer::start(
+            db.clone(),
+            fanout.clone(),
+            offline.as_ref().map(|(notices, _)| notices.clone()),
+        );
         let chat = Self {
             db,
             redis,
-            publisher,
             channels,
+            fanout,
             limits: limits::ChatLimits::new(settings),
             writer: writer.0.clone(),
-            offline: offline.as_ref().map(|(notices, _)| notices.clone()),
         };
         (chat, ChatTasks { writer, offline })
     }
 
-    /// Queues `frame` for every connection of each of `users`. Call only
-    /// after the change it describes is committed.
     fn publish<'a>(&self, users: impl IntoIterator<Item = &'a str>, frame: &str) {
-        let events: Vec<(String, String)> = users
-            .into_iter()
-            .map(|user| (self.channels.user(user), frame.to_owned()))
-            .collect();
-        if !events.is_empty() && !self.publisher.publish_all(events) {
-            // Stored all the same: members see it in the history.
-            tracing::warn!("chat frame not published: publish queue full");
-        }
+        self.fanout.publish(users, frame);
     }
 
     async fn conn(&self) -> Result<notify_store::DbConn, ChatError> {

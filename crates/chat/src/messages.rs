@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use notify_protocol::{ChatFrame, Draft, WireMessage};
-use notify_store::chat::{Conversation, Member, Message, NewMessage, Sent};
+use notify_store::chat::{Conversation, Member, Message, NewMessage};
 
 use crate::{wire, Chat, ChatError};
 
@@ -47,19 +47,7 @@ impl Chat {
             client_id: draft.client_id.clone(),
             at: notify_store::now(),
         };
-        match self.writer.write(new).await? {
-            Sent::Stored { message, members } => {
-                let message = wire::message(message);
-                let frame = ChatFrame::Message { message: &message }.to_frame();
-                self.publish(members.iter().map(String::as_str), &frame);
-                if let Some(offline) = &self.offline {
-                    offline.queue(&message, members);
-                }
-                Ok((message, true))
-            }
-            Sent::Duplicate(message) => Ok((wire::message(message), false)),
-            Sent::NotMember => Err(ChatError::NotFound),
-        }
+        self.writer.write(new).await
     }
 
     /// Replaces the body of one of `user`'s messages; every member's

@@ -26,8 +26,6 @@ pub const NOTICE_KIND: &str = "chat.message";
 pub const NOTICE_SOURCE: &str = "chat";
 /// At most one notice per member and conversation this often.
 pub const THROTTLE: Duration = Duration::from_secs(60);
-/// Characters of the message quoted in a notice.
-const PREVIEW_CHARS: usize = 140;
 /// Messages waiting for the task; when full, notices are dropped (the
 /// messages themselves are stored and in every member's history).
 const QUEUE: usize = 4096;
@@ -45,7 +43,6 @@ struct Job {
     conversation_id: u64,
     message_id: u64,
     sender: String,
-    preview: String,
     /// Members other than the sender.
     recipients: Vec<String>,
 }
@@ -104,7 +101,6 @@ impl OfflineNotices {
             conversation_id: message.conversation_id,
             message_id: message.id,
             sender: message.sender_id.clone(),
-            preview: message.body.chars().take(PREVIEW_CHARS).collect(),
             recipients: members,
         };
         if self.tx.try_send(job).is_err() {
@@ -147,9 +143,15 @@ impl Worker {
             return Ok(());
         }
         let at = notify_store::now();
+        // The notice does not quote the message: a notification row
+        // outlives the message's edits and deletion.
         let titles: Vec<String> = due
             .iter()
             .map(|(job, _)| format!("New message from {}", job.sender))
+            .collect();
+        let texts: Vec<String> = due
+            .iter()
+            .map(|(job, _)| format!("{} wrote to you while you were away.", job.sender))
             .collect();
         let metadata: Vec<String> = due
             .iter()
@@ -164,12 +166,12 @@ impl Worker {
             .collect();
         let rows: Vec<NewNotification> = due
             .iter()
-            .zip(titles.iter().zip(&metadata))
-            .map(|((job, user), (title, metadata))| NewNotification {
+            .zip(titles.iter().zip(&texts).zip(&metadata))
+            .map(|((_, user), ((title, text), metadata))| NewNotification {
                 user_id: user,
                 kind: NOTICE_KIND,
                 title,
-                message: &job.preview,
+                message: text,
                 link: None,
                 metadata: Some(metadata),
                 created_at: at,

@@ -20,8 +20,10 @@ use notify_store::{DbPool, StoreError};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 
+use notify_protocol::{ChatFrame, WireMessage};
+
 use crate::rounds::Rounds;
-use crate::ChatError;
+use crate::{wire, ChatError, Fanout, OfflineNotices};
 
 /// Messages waiting for the writer; a send beyond is refused `unavailable`
 /// at once rather than waiting behind a MySQL that is not keeping up.
@@ -32,24 +34,45 @@ const BATCH: usize = 256;
 /// the next takes what queued up meanwhile.
 const WRITERS: usize = 2;
 
-type Reply = oneshot::Sender<Result<Sent, ChatError>>;
+/// The stored message, and false when it was stored before under its
+/// `client_id`.
+type Reply = oneshot::Sender<Result<(WireMessage, bool), ChatError>>;
 
-/// The queue of the writer task.
+/// The queue of the writer tasks.
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<(NewMessage, Reply)>,
     stop: Arc<watch::Sender<bool>>,
 }
 
+/// What the writers do with what they committed.
+#[derive(Clone)]
+struct Deliver {
+    fanout: Fanout,
+    offline: Option<OfflineNotices>,
+}
+
 impl Writer {
     /// Starts the task; it ends once [`Writer::close`] is called, after
     /// writing what was queued.
-    pub(crate) fn start(db: DbPool) -> (Self, JoinHandle<()>) {
+    pub(crate) fn start(
+        db: DbPool,
+        fanout: Fanout,
+        offline: Option<OfflineNotices>,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (stop, stopped) = watch::channel(false);
         let rx = Arc::new(Mutex::new(rx));
+        let deliver = Deliver { fanout, offline };
         let writers: Vec<_> = (0..WRITERS)
-            .map(|_| tokio::spawn(run(db.clone(), rx.clone(), stopped.clone())))
+            .map(|_| {
+                tokio::spawn(run(
+                    db.clone(),
+                    deliver.clone(),
+                    rx.clone(),
+                    stopped.clone(),
+                ))
+            })
             .collect();
         let task = tokio::spawn(async move {
             for writer in writers {
@@ -65,8 +88,13 @@ impl Writer {
         )
     }
 
-    /// Stores `message` (if its sender is a member) and says what happened.
-    pub(crate) async fn write(&self, message: NewMessage) -> Result<Sent, ChatError> {
+    /// Stores `message` if its sender is a member and delivers it to every
+    /// member; the stored message, and false when the sender had stored it
+    /// before under its `client_id` (then nothing is delivered again).
+    pub(crate) async fn write(
+        &self,
+        message: NewMessage,
+    ) -> Result<(WireMessage, bool), ChatError> {
         let (reply, answer) = oneshot::channel();
         if self.tx.try_send((message, reply)).is_err() {
             tracing::warn!("chat message refused: the writer's queue is full or closed");
@@ -85,6 +113,7 @@ impl Writer {
 /// writer takes while the other writes), writes it, and again.
 async fn run(
     db: DbPool,
+    deliver: Deliver,
     rx: Arc<Mutex<mpsc::Receiver<(NewMessage, Reply)>>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -103,15 +132,20 @@ async fn run(
             return;
         }
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = jobs.drain(..).unzip();
-        write_batch(&db, messages, replies).await;
+        write_batch(&db, &deliver, messages, replies).await;
     }
 }
 
-async fn write_batch(db: &DbPool, messages: Vec<NewMessage>, replies: Vec<Reply>) {
+async fn write_batch(
+    db: &DbPool,
+    deliver: &Deliver,
+    messages: Vec<NewMessage>,
+    replies: Vec<Reply>,
+) {
     match send_all(db, &messages).await {
         Ok(sent) => {
             for (reply, sent) in replies.into_iter().zip(sent) {
-                let _ = reply.send(Ok(sent));
+                let _ = reply.send(deliver.committed(sent));
             }
         }
         Err(error) if error.is_unavailable() || messages.len() == 1 => {
@@ -124,11 +158,35 @@ async fn write_batch(db: &DbPool, messages: Vec<NewMessage>, replies: Vec<Reply>
             tracing::warn!(%error, messages = messages.len(), "chat batch failed, writing its messages one by one");
             for (message, reply) in messages.into_iter().zip(replies) {
                 let result = match send_all(db, std::slice::from_ref(&message)).await {
-                    Ok(mut sent) => sent.pop().ok_or(ChatError::Internal),
+                    Ok(mut sent) => sent
+                        .pop()
+                        .ok_or(ChatError::Internal)
+                        .and_then(|sent| deliver.committed(sent)),
                     Err(error) => Err(refusal(&error, 1)()),
                 };
                 let _ = reply.send(result);
             }
+        }
+    }
+}
+
+impl Deliver {
+    /// Publishes a message just stored to its members and queues its
+    /// offline notices; the sender's answer.
+    fn committed(&self, sent: Sent) -> Result<(WireMessage, bool), ChatError> {
+        match sent {
+            Sent::Stored { message, members } => {
+                let message = wire::message(message);
+                let frame = ChatFrame::Message { message: &message }.to_frame();
+                self.fanout
+                    .publish(members.iter().map(String::as_str), &frame);
+                if let Some(offline) = &self.offline {
+                    offline.queue(&message, members);
+                }
+                Ok((message, true))
+            }
+            Sent::Duplicate(message) => Ok((wire::message(message), false)),
+            Sent::NotMember => Err(ChatError::NotFound),
         }
     }
 }

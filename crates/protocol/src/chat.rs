@@ -21,9 +21,9 @@ pub const MAX_TITLE_CHARS: usize = 255;
 /// Members of a group, its creator included.
 pub const MAX_GROUP_MEMBERS: usize = 500;
 
-/// A reference to a file stored elsewhere; the service keeps only this.
+/// A reference to a file stored elsewhere; the service keeps only this
+/// (unknown fields are dropped, as in every client frame).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Attachment {
     pub url: String,
     pub name: String,

@@ -375,6 +375,22 @@ impl Conversation {
     }
 }
 
+/// Locks the rows of `ids` (sorted), which every change of a
+/// conversation's messages or members takes first.
+async fn lock_conversations(
+    conn: &mut AsyncMysqlConnection,
+    ids: &[u64],
+) -> Result<(), StoreError> {
+    let _: Vec<u64> = conversations::table
+        .filter(conversations::id.eq_any(ids))
+        .order(conversations::id.asc())
+        .select(conversations::id)
+        .for_update()
+        .load(conn)
+        .await?;
+    Ok(())
+}
+
 async fn insert_members(
     conn: &mut AsyncMysqlConnection,
     conversation: u64,
@@ -466,19 +482,38 @@ impl Member {
         .await
     }
 
-    /// Removes `users` from a conversation; returns how many were in it.
+    /// Removes `users` from a conversation if every one of them is a
+    /// member; false (and nothing removed) otherwise.
     pub async fn remove(
         conn: &mut AsyncMysqlConnection,
         conversation: u64,
         users: &[&str],
-    ) -> Result<usize, StoreError> {
-        Ok(diesel::delete(
-            members::table
-                .filter(members::conversation_id.eq(conversation))
-                .filter(members::user_id.eq_any(users)),
-        )
-        .execute(conn)
-        .await?)
+    ) -> Result<bool, StoreError> {
+        let mut users = users.to_vec();
+        users.sort_unstable();
+        users.dedup();
+        conn.transaction(async |conn| {
+            // Serialised with sends and additions (see `Message::send_all`).
+            lock_conversations(conn, &[conversation]).await?;
+            let removed = diesel::delete(
+                members::table
+                    .filter(members::conversation_id.eq(conversation))
+                    .filter(members::user_id.eq_any(&users)),
+            )
+            .execute(conn)
+            .await?;
+            if removed != users.len() {
+                // Someone listed was not a member: undo the rest.
+                return Err(StoreError::Query(DieselError::RollbackTransaction));
+            }
+            Ok(())
+        })
+        .await
+        .map(|()| true)
+        .or_else(|error| match error {
+            StoreError::Query(DieselError::RollbackTransaction) => Ok(false),
+            error => Err(error),
+        })
     }
 
     /// Moves `user`'s read mark forward to `up_to`, at most to the
@@ -559,49 +594,55 @@ impl Message {
     ) -> Result<Vec<Sent>, StoreError> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch[i].conversation_id);
-        let stored = conn
-            .transaction(async |conn| {
-                let mut stored = vec![None; batch.len()];
-                for &i in &order {
-                    stored[i] = Self::insert(conn, &batch[i]).await?;
-                }
-                Ok::<_, StoreError>(stored)
-            })
-            .await?;
-        let mut sent = Vec::with_capacity(batch.len());
-        for (new, stored) in batch.iter().zip(stored) {
-            sent.push(match stored {
-                Some((id, members)) => Sent::Stored {
-                    message: Message {
-                        id,
-                        conversation_id: new.conversation_id,
-                        sender_id: new.sender.clone(),
-                        body: new.body.clone(),
-                        attachments: new.attachments.clone(),
-                        client_id: new.client_id.clone(),
-                        created_at: new.at,
-                        edited_at: None,
-                        deleted_at: None,
+        let mut conversations: Vec<u64> = order.iter().map(|&i| batch[i].conversation_id).collect();
+        conversations.dedup();
+        conn.transaction(async |conn| {
+            // The conversations' rows first, in id order: membership
+            // changes take the same lock, so the members read below are the
+            // ones at commit, and a conversation's ids become visible in
+            // the order they were given.
+            lock_conversations(conn, &conversations).await?;
+            let mut stored = vec![None; batch.len()];
+            for &i in &order {
+                stored[i] = Self::insert(conn, &batch[i]).await?;
+            }
+            let mut sent = Vec::with_capacity(batch.len());
+            for (new, stored) in batch.iter().zip(stored) {
+                sent.push(match stored {
+                    Some((id, members)) => Sent::Stored {
+                        message: Message {
+                            id,
+                            conversation_id: new.conversation_id,
+                            sender_id: new.sender.clone(),
+                            body: new.body.clone(),
+                            attachments: new.attachments.clone(),
+                            client_id: new.client_id.clone(),
+                            created_at: new.at,
+                            edited_at: None,
+                            deleted_at: None,
+                        },
+                        members,
                     },
-                    members,
-                },
-                // Not inserted: a retry of a stored client_id, or not a
-                // member.
-                None => match &new.client_id {
-                    Some(client_id) => messages::table
-                        .filter(messages::conversation_id.eq(new.conversation_id))
-                        .filter(messages::sender_id.eq(&new.sender))
-                        .filter(messages::client_id.eq(client_id))
-                        .select(Message::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?
-                        .map_or(Sent::NotMember, Sent::Duplicate),
-                    None => Sent::NotMember,
-                },
-            });
-        }
-        Ok(sent)
+                    // Not inserted: a retry of a stored client_id, or not
+                    // a member. Looked up in the transaction, so that a
+                    // failure here leaves nothing committed to retry.
+                    None => match &new.client_id {
+                        Some(client_id) => messages::table
+                            .filter(messages::conversation_id.eq(new.conversation_id))
+                            .filter(messages::sender_id.eq(&new.sender))
+                            .filter(messages::client_id.eq(client_id))
+                            .select(Message::as_select())
+                            .first(conn)
+                            .await
+                            .optional()?
+                            .map_or(Sent::NotMember, Sent::Duplicate),
+                        None => Sent::NotMember,
+                    },
+                });
+            }
+            Ok::<_, StoreError>(sent)
+        })
+        .await
     }
 
     /// One message's statements in `send_all`'s transaction: its id and
