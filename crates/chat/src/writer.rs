@@ -14,9 +14,10 @@
 //! message cannot fail its neighbours.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use notify_store::chat::{Message, NewMessage, Sent};
-use notify_store::{DbPool, StoreError};
+use notify_store::{DbConn, DbPool, StoreError};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 
@@ -119,6 +120,7 @@ async fn run(
 ) {
     let mut jobs = Vec::with_capacity(BATCH);
     let mut closing = false;
+    let mut kept = Kept::default();
     loop {
         let received = {
             let mut rx = rx.lock().await;
@@ -132,17 +134,18 @@ async fn run(
             return;
         }
         let (messages, replies): (Vec<NewMessage>, Vec<Reply>) = jobs.drain(..).unzip();
-        write_batch(&db, &deliver, messages, replies).await;
+        write_batch(&db, &mut kept, &deliver, messages, replies).await;
     }
 }
 
 async fn write_batch(
     db: &DbPool,
+    kept: &mut Kept,
     deliver: &Deliver,
     messages: Vec<NewMessage>,
     replies: Vec<Reply>,
 ) {
-    match send_all(db, &messages).await {
+    match send_all(db, kept, &messages).await {
         Ok(sent) => {
             for (reply, sent) in replies.into_iter().zip(sent) {
                 let _ = reply.send(deliver.committed(sent));
@@ -157,7 +160,7 @@ async fn write_batch(
         Err(error) => {
             tracing::warn!(%error, messages = messages.len(), "chat batch failed, writing its messages one by one");
             for (message, reply) in messages.into_iter().zip(replies) {
-                let result = match send_all(db, std::slice::from_ref(&message)).await {
+                let result = match send_all(db, kept, std::slice::from_ref(&message)).await {
                     Ok(mut sent) => sent
                         .pop()
                         .ok_or(ChatError::Internal)
@@ -193,12 +196,38 @@ impl Deliver {
 
 /// Attempts at one transaction that InnoDB rolls back for a lock conflict.
 const ATTEMPTS: u32 = 3;
+/// How long a writer may keep an unused connection.
+const KEEP_IDLE: Duration = Duration::from_secs(5);
 
-async fn send_all(db: &DbPool, messages: &[NewMessage]) -> Result<Vec<Sent>, StoreError> {
+/// The connection a writer keeps between batches, so a batch pays no
+/// pool check (a round trip), with when it was last used: an idle one is
+/// given back rather than trusted (MySQL may have restarted meanwhile).
+#[derive(Default)]
+struct Kept(Option<(DbConn, Instant)>);
+
+impl Kept {
+    async fn take(&mut self, db: &DbPool) -> Result<DbConn, StoreError> {
+        match self.0.take() {
+            Some((conn, used)) if used.elapsed() < KEEP_IDLE => Ok(conn),
+            _ => notify_store::pool::get(db).await,
+        }
+    }
+}
+
+async fn send_all(
+    db: &DbPool,
+    kept: &mut Kept,
+    messages: &[NewMessage],
+) -> Result<Vec<Sent>, StoreError> {
     let mut attempt = 1;
     loop {
-        let mut conn = notify_store::pool::get(db).await?;
-        match Message::send_all(&mut conn, messages).await {
+        let mut conn = kept.take(db).await?;
+        let result = Message::send_all(&mut conn, messages).await;
+        // A connection that failed goes back to the pool, which checks it.
+        if result.is_ok() {
+            kept.0 = Some((conn, Instant::now()));
+        }
+        match result {
             Err(error) if error.is_lock_conflict() && attempt < ATTEMPTS => attempt += 1,
             result => return result,
         }
