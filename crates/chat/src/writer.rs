@@ -124,6 +124,11 @@ async fn run(
     loop {
         let received = {
             let mut rx = rx.lock().await;
+            if rx.is_empty() {
+                // Nothing waits: give the connection back to the pool for
+                // the node's other work rather than hold it while idle.
+                kept.0 = None;
+            }
             let mut rounds = Rounds::new(&mut rx, &mut stop);
             rounds.closing = closing;
             let received = rounds.next(&mut jobs, BATCH).await;
@@ -199,9 +204,10 @@ const ATTEMPTS: u32 = 3;
 /// How long a writer may keep an unused connection.
 const KEEP_IDLE: Duration = Duration::from_secs(5);
 
-/// The connection a writer keeps between batches, so a batch pays no
-/// pool check (a round trip), with when it was last used: an idle one is
-/// given back rather than trusted (MySQL may have restarted meanwhile).
+/// The connection a writer keeps from one batch to the next while
+/// messages keep queueing, so a batch pays no pool check (a round trip),
+/// with when it was last used: one kept too long is given back rather
+/// than trusted (MySQL may have restarted meanwhile).
 #[derive(Default)]
 struct Kept(Option<(DbConn, Instant)>);
 
