@@ -43,6 +43,22 @@ fn others<'a>(user: &str, members: &'a [String]) -> Result<Vec<&'a str>, ChatErr
     Ok(others)
 }
 
+/// The group `id` if `user` is a member of it: what member changes start
+/// from.
+async fn group_of(
+    conn: &mut notify_store::DbConn,
+    id: u64,
+    user: &str,
+) -> Result<Conversation, ChatError> {
+    let (conversation, _) = Conversation::of_member(conn, id, user)
+        .await?
+        .ok_or(ChatError::NotFound)?;
+    if conversation.kind != GROUP {
+        return Err(ChatError::NotAGroup);
+    }
+    Ok(conversation)
+}
+
 /// A cursor is `<last activity, Unix microseconds>-<conversation id>`.
 fn parse_cursor(cursor: &str) -> Option<(chrono::NaiveDateTime, u64)> {
     let (micros, id) = cursor.split_once('-')?;
@@ -185,12 +201,7 @@ impl Chat {
     ) -> Result<WireConversation, ChatError> {
         let others = others(user, members)?;
         let mut conn = self.conn().await?;
-        let (conversation, _) = Conversation::of_member(&mut conn, id, user)
-            .await?
-            .ok_or(ChatError::NotFound)?;
-        if conversation.kind != GROUP {
-            return Err(ChatError::NotAGroup);
-        }
+        group_of(&mut conn, id, user).await?;
         if others.is_empty() {
             return Err(ChatError::InvalidMembers(
                 "list at least one user to add".into(),
@@ -218,12 +229,7 @@ impl Chat {
             ));
         }
         let mut conn = self.conn().await?;
-        let (conversation, _) = Conversation::of_member(&mut conn, id, user)
-            .await?
-            .ok_or(ChatError::NotFound)?;
-        if conversation.kind != GROUP {
-            return Err(ChatError::NotAGroup);
-        }
+        let conversation = group_of(&mut conn, id, user).await?;
         if conversation.created_by != user && members.iter().any(|m| m != user) {
             return Err(ChatError::NotCreator);
         }

@@ -31,8 +31,10 @@ pub struct Attachment {
     pub size: u64,
 }
 
-/// A message as its sender writes it.
+/// A message as its sender writes it (the body of an HTTP send, where an
+/// unknown field is refused).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Draft {
     pub body: String,
     #[serde(default)]

@@ -4,7 +4,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use notify_chat::NewConversation;
-use notify_protocol::chat::{Attachment, MAX_GROUP_MEMBERS};
+use notify_protocol::chat::MAX_GROUP_MEMBERS;
 use notify_protocol::Draft;
 use serde::Deserialize;
 use serde_json::json;
@@ -39,16 +39,6 @@ struct Create {
     members: Vec<String>,
     #[serde(default)]
     title: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Send {
-    body: String,
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    attachments: Vec<Attachment>,
 }
 
 #[derive(Deserialize)]
@@ -172,16 +162,7 @@ pub async fn send(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = body::read(&req, payload, MAX_BODY_BYTES).await?;
-    let Send {
-        body,
-        client_id,
-        attachments,
-    } = body::parse_json(&raw)?;
-    let draft = Draft {
-        body,
-        client_id,
-        attachments,
-    };
+    let draft: Draft = body::parse_json(&raw)?;
     let (message, stored) = state.chat.send(&user, id.into_inner(), &draft).await?;
     Ok(created_or_found(stored).json(json!({ "message": message })))
 }
