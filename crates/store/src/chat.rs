@@ -195,37 +195,18 @@ impl Conversation {
         if let Some(existing) = Self::direct_of(conn, low, high).await? {
             return Ok((existing, false));
         }
-        let created = conn
-            .transaction(async |conn| {
-                diesel::insert_into(conversations::table)
-                    .values((
-                        conversations::kind.eq(DIRECT),
-                        conversations::direct_low.eq(low),
-                        conversations::direct_high.eq(high),
-                        conversations::created_by.eq(user),
-                        conversations::created_at.eq(at),
-                        conversations::last_activity_at.eq(at),
-                    ))
-                    .execute(conn)
-                    .await?;
-                let id = last_insert_id_of(conn).await?;
-                insert_members(conn, id, &[low, high], at, 0).await?;
-                Ok::<_, StoreError>(id)
-            })
-            .await;
+        let created = Self::create(
+            conn,
+            DIRECT,
+            None,
+            Some((low, high)),
+            user,
+            &[low, high],
+            at,
+        )
+        .await;
         match created {
-            Ok(id) => Ok((
-                Conversation {
-                    id,
-                    kind: DIRECT.into(),
-                    title: None,
-                    created_by: user.into(),
-                    created_at: at,
-                    last_message_id: None,
-                    last_activity_at: at,
-                },
-                true,
-            )),
+            Ok(conversation) => Ok((conversation, true)),
             // Created by the other side meanwhile: the unique key waited for
             // its transaction, so its members are there too.
             Err(error) if is_duplicate(&error) => match Self::direct_of(conn, low, high).await? {
@@ -244,12 +225,31 @@ impl Conversation {
         title: Option<&str>,
         at: NaiveDateTime,
     ) -> Result<Conversation, StoreError> {
+        let mut all = Vec::with_capacity(others.len() + 1);
+        all.push(creator);
+        all.extend_from_slice(others);
+        Self::create(conn, GROUP, title, None, creator, &all, at).await
+    }
+
+    /// Inserts a conversation and its members in one transaction; `pair`
+    /// is a direct conversation's two members, smaller first.
+    async fn create(
+        conn: &mut AsyncMysqlConnection,
+        kind: &str,
+        title: Option<&str>,
+        pair: Option<(&str, &str)>,
+        creator: &str,
+        members: &[&str],
+        at: NaiveDateTime,
+    ) -> Result<Conversation, StoreError> {
         let id = conn
             .transaction(async |conn| {
                 diesel::insert_into(conversations::table)
                     .values((
-                        conversations::kind.eq(GROUP),
+                        conversations::kind.eq(kind),
                         conversations::title.eq(title),
+                        conversations::direct_low.eq(pair.map(|(low, _)| low)),
+                        conversations::direct_high.eq(pair.map(|(_, high)| high)),
                         conversations::created_by.eq(creator),
                         conversations::created_at.eq(at),
                         conversations::last_activity_at.eq(at),
@@ -257,16 +257,13 @@ impl Conversation {
                     .execute(conn)
                     .await?;
                 let id = last_insert_id_of(conn).await?;
-                let mut all = Vec::with_capacity(others.len() + 1);
-                all.push(creator);
-                all.extend_from_slice(others);
-                insert_members(conn, id, &all, at, 0).await?;
+                insert_members(conn, id, members, at, 0).await?;
                 Ok::<_, StoreError>(id)
             })
             .await?;
         Ok(Conversation {
             id,
-            kind: GROUP.into(),
+            kind: kind.into(),
             title: title.map(str::to_owned),
             created_by: creator.into(),
             created_at: at,
