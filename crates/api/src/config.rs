@@ -19,6 +19,7 @@
 //! | `NODE_SWEEP_SECS` | `5` | how often the api closes the connection log rows (`node_lost`) and removes the live sessions of gateways that died |
 //! | `TOKEN_MAX_LIFETIME_SECS` | `86400` | longest validity of a user token: tokens whose `exp` is further away are refused; a user disconnect refuses that user's earlier tokens for this long |
 //! | `CORS_ALLOWED_ORIGINS` | unset | comma-separated origins whose browsers may call the feed endpoints; none when unset |
+//! | `DEV_TOKENS` | `false` | development only: `POST /api/dev/token` signs a token for any user who asks (needs `JWT_SECRET`); for demos and local clusters, never in production |
 //! | `API_ADDR` | `127.0.0.1:8081` | address the HTTP server binds |
 //! | `API_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `16` | MySQL connections per process |
@@ -83,6 +84,9 @@ pub struct Config {
     /// How often the rows and sessions of gateways that died are closed.
     pub node_sweep_every: Duration,
     pub chat: ChatSettings,
+    /// `POST /api/dev/token` hands out tokens for any user: a convenience of
+    /// demos and local clusters that must never be on by accident.
+    pub dev_tokens: bool,
 }
 
 impl Config {
@@ -128,6 +132,7 @@ impl Config {
             connection_log_retention: Duration::from_secs(30 * 86_400),
             node_sweep_every: Duration::from_millis(200),
             chat: ChatSettings::default(),
+            dev_tokens: false,
         }
     }
 
@@ -178,6 +183,7 @@ impl Config {
                 parsed::<u64>("NODE_SWEEP_SECS")?.unwrap_or(5).max(1),
             ),
             chat: ChatSettings::from_environment()?,
+            dev_tokens: parsed("DEV_TOKENS")?.unwrap_or(false),
         })
     }
 }

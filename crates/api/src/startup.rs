@@ -60,6 +60,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let dev_tokens = routes::dev::DevTokens::new(config.dev_tokens, &config.jwt)?;
         let applied = notify_store::migrate::run_pending(&config.database_url)
             .await
             .context("running database migrations")?;
@@ -137,6 +138,7 @@ impl Application {
             sessions: notify_bus::SessionStore::new(channels.clone()),
             nodes: notify_bus::NodeStore::new(channels.clone()),
             chat,
+            dev_tokens,
         });
         let kept = state.clone();
         let (retention, keep_every) = (config.connection_log_retention, config.node_sweep_every);

@@ -37,6 +37,8 @@ pub struct AppState {
     pub nodes: notify_bus::NodeStore,
     /// Conversations and messages.
     pub chat: notify_chat::Chat,
+    /// Signs development tokens (`DEV_TOKENS=true`); `None` in production.
+    pub dev_tokens: Option<crate::routes::dev::DevTokens>,
 }
 
 impl AppState {

@@ -1,6 +1,7 @@
 //! HTTP routes of the api.
 
 pub mod conversations;
+pub mod dev;
 pub mod events;
 pub mod feed;
 pub mod health;
@@ -60,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::put().to(feed::read_one),
         )
         .route("/api/notifications/{id}", web::delete().to(feed::delete))
+        .route("/api/dev/token", web::post().to(dev::token))
         .route("/api/sessions", web::get().to(sessions::list))
         .route("/api/sessions", web::delete().to(sessions::close_others))
         .route("/api/sessions/{session}", web::delete().to(sessions::close))

@@ -5,6 +5,7 @@
 
 mod config;
 mod connection_log;
+mod dev_tokens;
 mod faults;
 mod feed;
 mod helpers;
