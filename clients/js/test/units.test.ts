@@ -1,0 +1,133 @@
+// The client's pieces that need no server: backoff, close codes, the
+// notification list and token expiry.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { Backoff } from "../src/backoff.js";
+import { afterClose } from "../src/closing.js";
+import { NotificationList } from "../src/list.js";
+import { Tokens, expiryOf } from "../src/token.js";
+import type { Notification } from "../src/types.js";
+
+describe("backoff", () => {
+  test("full jitter under a ceiling that doubles up to the maximum", () => {
+    const highest = new Backoff({ initialMs: 100, maxMs: 1000 }, () => 0.999999);
+    assert.deepEqual(
+      Array.from({ length: 6 }, () => highest.next()),
+      [99, 199, 399, 799, 999, 999],
+    );
+    highest.reset();
+    assert.equal(highest.next(), 99);
+    const lowest = new Backoff({ initialMs: 100, maxMs: 1000 }, () => 0);
+    assert.equal(lowest.next(), 0);
+    assert.ok(new Backoff({ initialMs: 100 }, () => 0.5).soon() <= 200);
+  });
+});
+
+describe("what a close means", () => {
+  test("token refusals ask for a new token", () => {
+    for (const reason of ["invalid token", "token expired", "token revoked"]) {
+      assert.equal(afterClose(1008, reason, null).kind, "new_token", reason);
+    }
+    assert.deepEqual(afterClose(1006, "", { status: 401, code: "token_revoked", retryAfterSecs: null }), {
+      kind: "new_token",
+      code: "token_revoked",
+    });
+  });
+
+  test("a signed-out session stops; draining and slow clients go elsewhere at once", () => {
+    assert.equal(afterClose(1008, "session revoked", null).kind, "stop");
+    assert.equal(afterClose(1012, "server restarting, reconnect", null).kind, "soon");
+    assert.equal(afterClose(1013, "too slow: send queue full", null).kind, "soon");
+    assert.equal(afterClose(1006, "", { status: 503, code: "node_full", retryAfterSecs: null }).kind, "soon");
+  });
+
+  test("rate limits are waited out as the server says", () => {
+    assert.deepEqual(afterClose(1006, "", { status: 429, code: "rate_limited", retryAfterSecs: 7 }), {
+      kind: "after",
+      ms: 7000,
+      code: "rate_limited",
+    });
+  });
+
+  test("everything else backs off", () => {
+    assert.deepEqual(afterClose(1006, "", null), { kind: "backoff", code: "connection_lost" });
+    assert.deepEqual(afterClose(1001, "heartbeat timeout", null), { kind: "backoff", code: "heartbeat_timeout" });
+    assert.deepEqual(afterClose(1008, "too many invalid frames", null), { kind: "backoff", code: "too_many_invalid_frames" });
+  });
+});
+
+function notification(id: number, read = false): Notification {
+  return {
+    id,
+    user_id: "u",
+    type: "generic",
+    title: `t${id}`,
+    message: "m",
+    link: null,
+    metadata: null,
+    created_at: "2026-11-30T10:00:00.000000Z",
+    read_at: read ? "2026-11-30T10:00:01.000000Z" : null,
+  };
+}
+
+describe("the notification list", () => {
+  test("newest first, each id once, capped as it grows", () => {
+    const list = new NotificationList(3);
+    assert.equal(list.add(notification(2), true), true);
+    assert.equal(list.add(notification(5), true), true);
+    assert.equal(list.add(notification(2), true), false, "a duplicate is dropped");
+    assert.equal(list.add(notification(3), true), true);
+    assert.equal(list.add(notification(4), true), true);
+    assert.deepEqual(
+      list.items.map((n) => n.id),
+      [5, 4, 3],
+    );
+    assert.equal(list.add(notification(2), true), false, "an id seen before is not shown again");
+    assert.equal(list.unreadCount, 4);
+    assert.equal(list.highestId, 5);
+  });
+
+  test("read, read all and deletions move the unread count", () => {
+    const list = new NotificationList(10);
+    list.addPage([notification(3), notification(2), notification(1, true)]);
+    list.unreadCount = 7; // the server's count includes older ones not held
+    list.applyRead([2, 99], "now");
+    assert.equal(list.unreadCount, 5);
+    assert.equal(list.items.find((n) => n.id === 2)?.read_at, "now");
+    list.applyDeleted([3]);
+    assert.equal(list.unreadCount, 4);
+    list.add(notification(4), true);
+    list.add(notification(5), false);
+    list.applyReadAll(4, "now");
+    assert.equal(list.unreadCount, 1, "only what came after up_to is unread");
+  });
+});
+
+describe("tokens", () => {
+  const jwt = (claims: object) =>
+    `${Buffer.from("{}").toString("base64url")}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.sig`;
+
+  test("the expiry of a JWT is read; an opaque token has none", () => {
+    assert.equal(expiryOf(jwt({ sub: "é", exp: 1795545421 })), 1795545421);
+    assert.equal(expiryOf("opaque"), null);
+    assert.equal(expiryOf("a.!!!.c"), null);
+    assert.equal(expiryOf(jwt({ exp: "soon" })), null);
+  });
+
+  test("a held token is reused until its margin, and refreshed before it expires", async () => {
+    let now = 1000;
+    let calls = 0;
+    const tokens = new Tokens(() => jwt({ exp: now + 100, n: ++calls }), 30, () => now);
+    await tokens.current();
+    await tokens.current();
+    assert.equal(calls, 1);
+    assert.equal(tokens.refreshInMs(), 70_000);
+    now += 71;
+    await tokens.current();
+    assert.equal(calls, 2, "inside the margin: a new one");
+    tokens.forget();
+    await tokens.current();
+    assert.equal(calls, 3, "after a refusal: a new one");
+  });
+});
