@@ -106,8 +106,6 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   private stopped = false;
   /** A refused token was replaced by a fresh one: a second refusal stops. */
   private askedAfterRefusal = false;
-  /** Between a `welcome` that follows `?after=` and the `resumed` ending its batch. */
-  private inResumeBatch = false;
   private feedLoaded = false;
   /** The highest `read_all` applied: the api's answer and its event are one change. */
   private readAllUpTo = 0;
@@ -308,7 +306,6 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     const after = this.list.highestId ?? (this.feedLoaded ? 0 : null);
     const url = new URL(this.options.url);
     if (after !== null) url.searchParams.set("after", String(after));
-    this.inResumeBatch = after !== null;
     const generation = ++this.generation;
     const current = () => generation === this.generation;
     this.socket = openSocket(Socket, url.toString(), {
@@ -407,7 +404,10 @@ export class NotifyClient extends Emitter<NotifyEvents> {
       case "notification":
         return this.onNotification(frame.notification);
       case "resumed":
-        this.inResumeBatch = false;
+        // The count of the batch's own snapshot: exact, whatever committed
+        // around `welcome`; what arrives from now on is counted on top.
+        if (typeof frame.unread_count === "number") this.list.unreadCount = frame.unread_count;
+        this.emit("change");
         if (frame.truncated && frame.oldest_id !== null) void this.fillGap(frame.oldest_id);
         return;
       case "read":
@@ -467,8 +467,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   }
 
   private onNotification(notification: Notification): void {
-    // A resume batch holds what the `welcome` count already counted.
-    if (!this.list.add(notification, !this.inResumeBatch)) return;
+    if (!this.list.add(notification, true)) return;
     this.emit("notification", notification);
     if (this.options.ack) this.queueAck(notification.id);
     this.emit("change");

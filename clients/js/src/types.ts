@@ -73,7 +73,7 @@ export type ServerFrame =
   | { type: "read"; ids: number[] }
   | { type: "read_all"; up_to: number }
   | { type: "deleted"; ids: number[] }
-  | { type: "resumed"; count: number; truncated: boolean; oldest_id: number | null }
+  | { type: "resumed"; count: number; truncated: boolean; oldest_id: number | null; unread_count?: number }
   | { type: "refreshed"; expires_at: number }
   | { type: "pong" }
   | { type: "subscribed"; topic: string; snapshot: TopicEvent | null }

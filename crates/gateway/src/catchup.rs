@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use notify_protocol::{Event, ServerFrame};
+use notify_store::delivery::CatchUp;
 use notify_store::{DbPool, Notification};
 
 use crate::connection::{Sent, State, Who};
@@ -154,7 +155,11 @@ async fn backfill(
         let _permit = node.backfills.acquire().await;
         read_missed(&node.db, who.user, catchup, node.publish_lag).await
     };
-    let (rows, truncated) = match missed {
+    let CatchUp {
+        rows,
+        truncated,
+        unread_count,
+    } = match missed {
         Ok(found) => found,
         Err(error) => return Ok(Err(error)),
     };
@@ -176,6 +181,7 @@ async fn backfill(
         count,
         truncated,
         oldest_id: oldest,
+        unread_count,
     };
     socket.text(node, resumed.to_frame()).await?;
     Ok(Ok(()))
@@ -186,16 +192,11 @@ async fn read_missed(
     user: &str,
     catchup: Catchup,
     publish_lag: TimeDelta,
-) -> Result<(Vec<Notification>, bool), notify_store::StoreError> {
+) -> Result<CatchUp, notify_store::StoreError> {
     let mut conn = notify_store::pool::get(db).await?;
     let (after, since) = match catchup {
-        // Ids can commit out of order across api nodes: also resend what was
-        // created shortly before the client's last one (it dedupes by id).
-        Catchup::After(after) => {
-            let created = Notification::created_at(&mut conn, user, after).await?;
-            (Some(after), created.map(|at| at - publish_lag))
-        }
+        Catchup::After(after) => (Some(after), None),
         Catchup::Since(since) => (None, Some(since)),
     };
-    Notification::missed(&mut conn, user, after, since, RESUME_LIMIT).await
+    Notification::catch_up(&mut conn, user, after, since, publish_lag, RESUME_LIMIT).await
 }

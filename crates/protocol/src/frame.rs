@@ -307,6 +307,11 @@ pub enum ServerFrame<'a> {
         count: usize,
         truncated: bool,
         oldest_id: Option<u64>,
+        /// The user's unread notifications, read in the same snapshot as
+        /// the batch: a client sets its count to it and adds what arrives
+        /// after (a count taken at `welcome` can miss or double one that
+        /// committed in between).
+        unread_count: u64,
     },
     /// A `refresh` frame was accepted: the connection now lasts until
     /// `expires_at` (Unix seconds).
@@ -482,10 +487,11 @@ mod server_frame_tests {
             ServerFrame::Resumed {
                 count: 2,
                 truncated: false,
-                oldest_id: None
+                oldest_id: None,
+                unread_count: 5,
             }
             .to_frame(),
-            r#"{"type":"resumed","count":2,"truncated":false,"oldest_id":null}"#
+            r#"{"type":"resumed","count":2,"truncated":false,"oldest_id":null,"unread_count":5}"#
         );
         let snapshot =
             serde_json::value::RawValue::from_string(r#"{"type":"event"}"#.into()).unwrap();

@@ -22,7 +22,49 @@ pub struct DeliveryState {
     pub read_at: Option<NaiveDateTime>,
 }
 
+/// A catch-up batch and the user's unread count of the same moment.
+pub struct CatchUp {
+    /// Ascending ids.
+    pub rows: Vec<Notification>,
+    /// Older matching notifications were left out.
+    pub truncated: bool,
+    pub unread_count: u64,
+}
+
 impl Notification {
+    /// What a connection may have missed (see [`Notification::missed`]):
+    /// after the client's last id `after`, including what was created up to
+    /// `lag` before it (ids can commit out of order across api nodes), or
+    /// since `since`; with the unread count. One transaction, so one InnoDB
+    /// snapshot (REPEATABLE READ): the count covers exactly what the batch
+    /// could see, and what reaches the connection live afterwards committed
+    /// later and is not in it.
+    pub async fn catch_up(
+        conn: &mut AsyncMysqlConnection,
+        user: &str,
+        after: Option<u64>,
+        since: Option<NaiveDateTime>,
+        lag: chrono::TimeDelta,
+        limit: i64,
+    ) -> Result<CatchUp, StoreError> {
+        conn.transaction(async |conn| {
+            let since = match after {
+                Some(after) => Self::created_at(conn, user, after)
+                    .await?
+                    .map(|at| at - lag),
+                None => since,
+            };
+            let (rows, truncated) = Self::missed(conn, user, after, since, limit).await?;
+            let unread_count = Self::unread_count(conn, user).await?;
+            Ok(CatchUp {
+                rows,
+                truncated,
+                unread_count,
+            })
+        })
+        .await
+    }
+
     /// The user's notifications a client may have missed: those with an id
     /// above `after` and those created at or after `since` (either
     /// condition; at least one should be given). At most `limit`, the newest

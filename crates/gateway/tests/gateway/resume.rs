@@ -56,6 +56,16 @@ async fn resume_sends_what_was_missed_in_id_order_then_live() {
     )
     .await;
 
+    // One of them was read elsewhere: the count is the user's, not the batch's.
+    sql(
+        &cluster,
+        &format!(
+            "UPDATE notifications SET read_at = NOW(6) WHERE id = {}",
+            ids[0]
+        ),
+    )
+    .await;
+
     let url = format!("{}/ws?token={}&after={}", g.base, token("alice"), ids[1]);
     let mut client = WsClient::connect(&url, &[]).await.unwrap();
     assert_eq!(client.text().await["type"], "welcome");
@@ -63,7 +73,7 @@ async fn resume_sends_what_was_missed_in_id_order_then_live() {
     assert_eq!(sent, ids[2..].to_vec());
     assert_eq!(
         resumed,
-        json!({"type": "resumed", "count": 3, "truncated": false, "oldest_id": ids[2]})
+        json!({"type": "resumed", "count": 3, "truncated": false, "oldest_id": ids[2], "unread_count": 4})
     );
 
     let live = cluster.notify(&["alice"], "live").await;
