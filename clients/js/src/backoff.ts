@@ -25,9 +25,10 @@ export class Backoff {
     return Math.floor(this.random() * ceiling);
   }
 
-  /** A short random delay for "reconnect elsewhere at once" (a draining or full node). */
+  /** A short random delay, under a second, for "reconnect elsewhere at
+   * once" (a draining or full node): the node's clients spread out. */
   soon(): number {
-    return Math.floor(this.random() * Math.min(this.initialMs * 2, this.maxMs));
+    return Math.floor(this.random() * Math.min(1000, this.maxMs));
   }
 
   /** After a connection was established. */

@@ -146,6 +146,25 @@ describe("reconnecting", () => {
     );
     assert.equal(client.unreadCount, 40);
   });
+
+  test("a draining gateway (SIGTERM) sends its clients elsewhere at once", async () => {
+    const user = newUser("dot");
+    const client = track(clientOf(user, { backoff: { initialMs: 60_000, maxMs: 60_000 } }));
+    await client.start();
+    const firstNode = client.session?.node ?? "";
+    const lost = next(client, "status", (status) => status === "offline");
+    const backOnline = next(client, "status", (status) => status === "online");
+    killGateway(firstNode, "SIGTERM");
+    const [, detail] = await lost;
+    assert.equal(detail.code, "server_restarting");
+    // Not the minute-long backoff: a draining node means "go elsewhere now".
+    assert.ok((detail.retryInMs ?? Infinity) < 60_000, `retry in ${detail.retryInMs} ms`);
+    await backOnline;
+    assert.notEqual(client.session?.node, firstNode);
+    const arrived = next(client, "notification");
+    const id = await notify(user, "after the drain");
+    assert.equal((await arrived)[0].id, id);
+  });
 });
 
 describe("tokens", () => {

@@ -95,12 +95,12 @@ export async function until(client: NotifyClient, condition: () => boolean, what
   });
 }
 
-/** The gateway process holding `node` ("gw-2:28083"), killed with SIGKILL. */
-export function killGateway(node: string): number {
+/** The gateway process holding `node` ("gw-2:28083"), killed with `signal`. */
+export function killGateway(node: string, signal: NodeJS.Signals = "SIGKILL"): number {
   const number = /^gw-(\d+)/.exec(node)?.[1];
   if (number === undefined) throw new Error(`unexpected node name ${node}`);
   const pid = Number(readFileSync(`${setting("NOTIFY_CLUSTER")}/gateway-${number}.pid`, "utf8").trim());
-  process.kill(pid, "SIGKILL");
+  process.kill(pid, signal);
   return pid;
 }
 
