@@ -3,6 +3,7 @@
  * token refresh) are those of docs/protocol.md. */
 import { Backoff, type BackoffOptions } from "./backoff.js";
 import { Outbox, type SendOptions } from "./chat.js";
+import { Pacer } from "./pacer.js";
 import { afterClose, type Next } from "./closing.js";
 import { Emitter } from "./emitter.js";
 import { Api, apiBaseOf } from "./http.js";
@@ -99,6 +100,8 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   private readonly refreshBeforeSecs: number;
 
   private socket: SocketLike | null = null;
+  /** The socket's outgoing frames, kept under the gateway's frame limit. */
+  private pacer: Pacer | null = null;
   /** Bumped for every socket, so callbacks of an abandoned one are ignored. */
   private generation = 0;
   private currentStatus: Status = "stopped";
@@ -229,7 +232,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
    * the same `client_id` after a reconnect, so it is stored once. */
   sendMessage(conversationId: number, body: string, options: SendOptions = {}): Promise<ChatMessage> {
     const { frame, done } = this.outbox.add(conversationId, body, options);
-    if (this.isOpen()) this.socket?.send(frame);
+    if (this.isOpen()) this.pacer?.send(frame);
     return done;
   }
 
@@ -308,17 +311,24 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     if (after !== null) url.searchParams.set("after", String(after));
     const generation = ++this.generation;
     const current = () => generation === this.generation;
-    this.socket = openSocket(Socket, url.toString(), {
+    this.pacer?.clear();
+    const socket = openSocket(Socket, url.toString(), {
       // The token goes in the first frame, not the URL: refusals then come
       // back as close reasons, which browsers can read.
       open: () => current() && this.send({ type: "auth", token }),
       message: (text) => current() && this.onFrame(text),
       close: (code, reason, refusal) => current() && this.onClose(code, reason, refusal),
     });
+    this.socket = socket;
+    this.pacer = new Pacer((frame) => {
+      if (socket.readyState === OPEN) socket.send(frame);
+    });
   }
 
   private onClose(code: number, reason: string, refusal: Refusal | null): void {
     this.socket = null;
+    this.pacer?.clear();
+    this.pacer = null;
     this.session = null;
     this.clearTimer("liveness");
     this.clearTimer("refresh");
@@ -376,6 +386,8 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     for (const name of [...this.timers.keys()]) this.clearTimer(name);
     const socket = this.socket;
     this.socket = null;
+    this.pacer?.clear();
+    this.pacer = null;
     this.session = null;
     this.generation += 1;
     if (socket && socket.readyState <= OPEN) socket.close(1000);
@@ -457,7 +469,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     this.heartbeatMs = Math.max(1, frame.heartbeat_s) * 1000;
     if (frame.unread_count !== null) this.list.unreadCount = frame.unread_count;
     for (const topic of this.topics.names) this.send({ type: "subscribe", topic });
-    for (const pending of this.outbox.frames) this.socket?.send(pending);
+    for (const pending of this.outbox.frames) this.pacer?.send(pending);
     this.flushAcks();
     this.scheduleRefresh();
     this.watchLiveness();
@@ -603,7 +615,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   }
 
   private send(frame: object): void {
-    if (this.socket && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(frame));
+    if (this.socket && this.socket.readyState === OPEN) this.pacer?.send(JSON.stringify(frame));
   }
 
   private setStatus(status: Status, detail: StatusDetail): void {

@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { Backoff } from "../src/backoff.js";
 import { afterClose } from "../src/closing.js";
 import { NotificationList } from "../src/list.js";
+import { Pacer } from "../src/pacer.js";
 import { Tokens, expiryOf } from "../src/token.js";
 import type { Notification } from "../src/types.js";
 
@@ -129,5 +130,28 @@ describe("tokens", () => {
     tokens.forget();
     await tokens.current();
     assert.equal(calls, 3, "after a refusal: a new one");
+  });
+});
+
+describe("pacing", () => {
+  test("a burst goes at once, the rest in order at the rate", async () => {
+    const written: string[] = [];
+    let allWritten: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (allWritten = resolve));
+    const pacer = new Pacer(
+      (frame) => {
+        written.push(frame);
+        if (written.length === 6) allWritten();
+      },
+      50,
+      3,
+    );
+    const started = Date.now();
+    for (let i = 0; i < 6; i++) pacer.send(String(i));
+    assert.deepEqual(written, ["0", "1", "2"]);
+    assert.equal(pacer.waiting, 3);
+    await done;
+    assert.deepEqual(written, ["0", "1", "2", "3", "4", "5"]);
+    assert.ok(Date.now() - started >= 40, "three more at 50/s take about 60 ms");
   });
 });
