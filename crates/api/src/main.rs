@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use notify_api::{Application, Config};
-use notify_auth::{jwt::sign_hs256, Claims, JwtKey};
+use notify_auth::JwtKey;
 use notify_service::{settings, telemetry};
 
 #[actix_web::main]
@@ -54,23 +54,15 @@ async fn run() -> anyhow::Result<()> {
                     jwt.max_lifetime.as_secs()
                 );
             }
-            let now = notify_api::unix_now();
             let JwtKey::Secret(secret) = &jwt.key else {
                 bail!("the token command signs HS256 tokens only: set JWT_SECRET");
             };
-            let claims = Claims {
-                sub: user.clone(),
-                exp: now + ttl,
-                iat: Some(now),
-                jti: Some(format!("{:032x}", rand::random::<u128>())),
-                // Signed under `roles`; a service reading another claim
-                // (JWT_ROLES_CLAIM) sees none.
-                roles: args
-                    .get(3)
-                    .map(|list| list.split(',').map(str::to_owned).collect())
-                    .unwrap_or_default(),
-            };
-            println!("{}", sign_hs256(secret, &claims)?);
+            let roles = args
+                .get(3)
+                .map(|list| list.split(',').map(str::to_owned).collect())
+                .unwrap_or_default();
+            let (token, _) = notify_api::routes::dev::sign_for(secret, user, ttl, roles)?;
+            println!("{token}");
             Ok(())
         }
         Some(other) => {

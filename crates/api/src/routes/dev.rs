@@ -75,21 +75,36 @@ pub async fn token(
             dev.max_ttl_secs
         )));
     }
-    let now = crate::unix_now();
-    let claims = Claims {
-        sub: user_id.clone(),
-        exp: now + ttl,
-        iat: Some(now),
-        jti: Some(format!("{:032x}", rand::random::<u128>())),
-        roles: Vec::new(),
-    };
-    let token = sign_hs256(&dev.secret, &claims).map_err(|error| {
-        tracing::error!(%error, "could not sign a development token");
-        ApiError::Internal
-    })?;
+    let (token, expires_at) =
+        sign_for(&dev.secret, &user_id, ttl, Vec::new()).map_err(|error| {
+            tracing::error!(%error, "could not sign a development token");
+            ApiError::Internal
+        })?;
     Ok(HttpResponse::Ok().json(json!({
         "token": token,
         "user_id": user_id,
-        "expires_at": claims.exp,
+        "expires_at": expires_at,
     })))
+}
+
+/// An HS256 token for `user`, valid `ttl_secs` from now, with a random
+/// `jti` (so it can be revoked alone); the token and its `exp`. Also the
+/// `token` command's.
+pub fn sign_for(
+    secret: &[u8],
+    user: &str,
+    ttl_secs: u64,
+    roles: Vec<String>,
+) -> anyhow::Result<(String, u64)> {
+    let now = crate::unix_now();
+    let claims = Claims {
+        sub: user.to_owned(),
+        exp: now + ttl_secs,
+        iat: Some(now),
+        jti: Some(format!("{:032x}", rand::random::<u128>())),
+        // Signed under `roles`; a service reading another claim
+        // (JWT_ROLES_CLAIM) sees none.
+        roles,
+    };
+    Ok((sign_hs256(secret, &claims)?, claims.exp))
 }
