@@ -156,7 +156,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
 
   /** Whether `loadMore` may find older notifications. */
   get hasMore(): boolean {
-    return this.hasOlder;
+    return this.hasOlder || this.list.trimmed;
   }
 
   /** Loads the first page of the feed, then connects and stays connected
@@ -216,6 +216,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     const page = await this.api.feed(this.options.pageSize, this.list.oldestId);
     if (this.list.addPage(page.notifications).length > 0) this.emit("change");
     this.hasOlder = page.next_cursor !== null;
+    this.list.trimmed = false;
     return this.hasOlder;
   }
 
@@ -479,6 +480,11 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   }
 
   private onNotification(notification: Notification): void {
+    // A resume also resends what was created shortly before the last id
+    // held (ids can commit out of order); below the first page that is
+    // older feed, for `loadMore`, not news.
+    const oldest = this.list.oldestId;
+    if (this.hasOlder && oldest !== null && notification.id < oldest) return;
     if (!this.list.add(notification, true)) return;
     this.emit("notification", notification);
     if (this.options.ack) this.queueAck(notification.id);

@@ -13,6 +13,8 @@ export class NotificationList {
   private seen = new Set<number>();
   private highest: number | null = null;
   unreadCount = 0;
+  /** Live growth pushed the oldest out: older ones exist beyond those held. */
+  trimmed = false;
 
   constructor(private readonly keep: number) {}
 
@@ -40,7 +42,10 @@ export class NotificationList {
   add(notification: Notification, counted: boolean): boolean {
     if (!this.insert(notification)) return false;
     // Live growth is capped; pages asked for with `loadMore` are not.
-    if (this.held.length > this.keep) this.held.pop();
+    if (this.held.length > this.keep) {
+      this.held.pop();
+      this.trimmed = true;
+    }
     if (counted && notification.read_at === null) this.unreadCount += 1;
     return true;
   }

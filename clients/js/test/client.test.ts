@@ -53,19 +53,28 @@ describe("delivery", () => {
     const ids: number[] = [];
     for (let i = 0; i < 5; i++) ids.push(await notify(user, `old ${i}`));
     const client = track(clientOf(user, { pageSize: 2 }));
+    const announced: number[] = [];
+    client.on("notification", (n) => announced.push(n.id));
     await client.start();
+    // The resume after the first page resends what was created within
+    // seconds before its newest (all five here): older ones stay feed. A
+    // live one after it shows the batch was handled.
+    const arrived = next(client, "notification");
+    const live = await notify(user, "live");
+    await arrived;
+    assert.deepEqual(announced, [live], "only the live one is news");
     assert.deepEqual(
       client.notifications.map((n) => n.id),
-      [ids[4], ids[3]],
+      [live, ids[4], ids[3]],
     );
-    assert.equal(client.unreadCount, 5);
+    assert.equal(client.unreadCount, 6);
     assert.equal(await client.loadMore(), true);
     assert.equal(await client.loadMore(), false);
     assert.deepEqual(
       client.notifications.map((n) => n.id),
-      [...ids].reverse(),
+      [live, ...ids].sort((a, b) => b - a),
     );
-    assert.equal(client.unreadCount, 5, "older pages are already in the count");
+    assert.equal(client.unreadCount, 6, "older pages are already in the count");
   });
 });
 
