@@ -25,13 +25,16 @@ export class Backoff {
     return Math.floor(this.random() * ceiling);
   }
 
-  /** A short random delay, under a second, for "reconnect elsewhere at
-   * once" (a draining or full node): the node's clients spread out. */
+  /** "Reconnect elsewhere at once" (a draining or full node): a random
+   * delay under a second the first time, so the node's clients spread out;
+   * if that keeps happening (the whole pool is full), the usual backoff. */
   soon(): number {
+    if (this.attempt > 0) return this.next();
+    this.attempt = 1;
     return Math.floor(this.random() * Math.min(1000, this.maxMs));
   }
 
-  /** After a connection was established. */
+  /** After a connection stayed up for a while. */
   reset(): void {
     this.attempt = 0;
   }

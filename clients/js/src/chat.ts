@@ -1,6 +1,7 @@
 /** Chat messages on their way: each waits for its `message.sent` (or an
  * `error` naming its `client_id`), and is sent again with the same
- * `client_id` after a reconnect, which the server stores only once. */
+ * `client_id` after a reconnect or a passing failure (`unavailable`,
+ * `internal_error`), which the server stores only once. */
 import { NotifyError } from "./types.js";
 import type { Attachment, ChatMessage } from "./types.js";
 
@@ -10,11 +11,26 @@ export interface SendOptions {
   clientId?: string;
 }
 
+/** Refusals after which the same message may be sent again. */
+const PASSING = new Set(["unavailable", "internal_error"]);
+/** Tries of one message against passing refusals before it is given up. */
+const TRIES = 5;
+
 interface Pending {
   frame: string;
+  clientId: string;
+  tries: number;
   resolve(message: ChatMessage): void;
   reject(error: NotifyError): void;
 }
+
+export type Refusal =
+  /** Not about a queued message. */
+  | { kind: "unknown" }
+  /** Given up: its promise was rejected. */
+  | { kind: "rejected" }
+  /** Send `frame` again after `delayMs`. */
+  | { kind: "retry"; frame: string; delayMs: number };
 
 export class Outbox {
   private pending = new Map<string, Pending>();
@@ -30,7 +46,7 @@ export class Outbox {
       ...(options.attachments ? { attachments: options.attachments } : {}),
     });
     const done = new Promise<ChatMessage>((resolve, reject) => {
-      this.pending.set(key(conversationId, clientId), { frame, resolve, reject });
+      this.pending.set(key(conversationId, clientId), { frame, clientId, tries: 1, resolve, reject });
     });
     return { frame, done };
   }
@@ -47,19 +63,25 @@ export class Outbox {
     this.pending.delete(k);
   }
 
-  /** An `error` frame; true when it answered a queued message. */
-  refused(conversationId: number | undefined, clientId: string | undefined, error: NotifyError): boolean {
-    if (conversationId === undefined || clientId === undefined) return false;
+  /** An `error` frame naming a conversation and a `client_id`. */
+  refused(conversationId: number | undefined, clientId: string | undefined, error: NotifyError): Refusal {
+    if (conversationId === undefined || clientId === undefined) return { kind: "unknown" };
     const k = key(conversationId, clientId);
     const pending = this.pending.get(k);
-    if (!pending) return false;
+    if (!pending) return { kind: "unknown" };
+    if (PASSING.has(error.code) && pending.tries < TRIES) {
+      pending.tries += 1;
+      return { kind: "retry", frame: pending.frame, delayMs: 500 * 2 ** pending.tries };
+    }
     this.pending.delete(k);
-    pending.reject(error);
-    return true;
+    pending.reject(new NotifyError(error.code, error.message, false, pending.clientId));
+    return { kind: "rejected" };
   }
 
   failAll(error: NotifyError): void {
-    for (const pending of this.pending.values()) pending.reject(error);
+    for (const pending of this.pending.values()) {
+      pending.reject(new NotifyError(error.code, error.message, error.fatal, pending.clientId));
+    }
     this.pending.clear();
   }
 }

@@ -8,7 +8,7 @@ import { afterClose, type Next } from "./closing.js";
 import { Emitter } from "./emitter.js";
 import { Api, apiBaseOf } from "./http.js";
 import { NotificationList } from "./list.js";
-import { Tokens, type TokenSource } from "./token.js";
+import { Tokens, type HeldToken, type TokenSource } from "./token.js";
 import { Topics, type TopicHandler } from "./topics.js";
 import { OPEN, defaultSocket, openSocket, type Refusal, type SocketConstructor, type SocketLike } from "./transport.js";
 import {
@@ -82,10 +82,27 @@ export interface NotifyEvents {
   messages_read: [{ conversation_id: number; user_id: string; up_to: number }];
 }
 
+type TimerName =
+  | "reconnect"
+  | "refresh"
+  | "liveness"
+  | "ack"
+  | "handshake"
+  | "stable"
+  | "resume"
+  /** A chat message sent again, a subscribe asked again. */
+  | `chat:${string}`
+  | `topic:${string}`;
+
 /** Ids in one `read` or `ack` frame at most. */
 const IDS_PER_FRAME = 1000;
 /** Acks are gathered this long into one frame. */
 const ACK_DELAY_MS = 100;
+/** From opening a socket to `welcome`, at most. */
+const HANDSHAKE_MS = 15_000;
+/** A connection up this long resets the reconnect backoff (one that fails
+ * right after `welcome`, every time, keeps backing off). */
+const STABLE_MS = 10_000;
 /** The server's `refresh` refusals (an `invalid_frame` error with one of these messages). */
 const REFRESH_REFUSALS = ["the token is for another user", "invalid token", "token expired", "token revoked"];
 
@@ -107,6 +124,8 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   private currentStatus: Status = "stopped";
   private started = false;
   private stopped = false;
+  /** The user of the first token (`sub`): every later token must be theirs. */
+  private user: string | null = null;
   /** A refused token was replaced by a fresh one: a second refusal stops. */
   private askedAfterRefusal = false;
   private feedLoaded = false;
@@ -115,8 +134,16 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   private hasOlder = true;
   private lastFrameAt = 0;
   private heartbeatMs = 25_000;
+  /** A ping sent on a quiet socket and not answered by any frame yet (ms). */
+  private pingSentAt = 0;
+  /** Where this connection's catch-up started: what to resume from if the
+   * server gives up on it. */
+  private resumeFrom: number | null = null;
+  /** Connections after the first reconcile held read and delete state. */
+  private connections = 0;
+  private catchupRetryMs = 5000;
   private pendingAcks: number[] = [];
-  private timers = new Map<"reconnect" | "refresh" | "liveness" | "ack", ReturnType<typeof setTimeout>>();
+  private timers = new Map<TimerName, ReturnType<typeof setTimeout>>();
   private waiters: { resolve(): void; reject(error: NotifyError): void }[] = [];
   private readonly onBrowserOnline = () => {
     if (this.currentStatus === "offline") this.reconnectIn(0);
@@ -132,8 +159,8 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     this.options = { pageSize: 20, ack: true, ...options };
     this.refreshBeforeSecs = options.refreshBeforeSecs ?? 60;
     // A held token is reused for a new connection or a request while it has
-    // more than this left; the refresh replaces it before then.
-    this.tokens = new Tokens(options.token, Math.min(this.refreshBeforeSecs, 30));
+    // more than a few seconds left; the refresh replaces it well before.
+    this.tokens = new Tokens(options.token, Math.min(this.refreshBeforeSecs / 2, 10), this.refreshBeforeSecs);
     const fetcher = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.api = new Api(options.apiUrl ?? apiBaseOf(options.url), async () => (await this.tokens.current()).token, fetcher);
     this.list = new NotificationList(options.keep ?? 100);
@@ -164,6 +191,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
    * client stops first (a refused token, a signed-out session). */
   start(): Promise<void> {
     if (this.stopped) return Promise.reject(new NotifyError("stopped", "the client was stopped", true));
+    if (this.currentStatus === "online") return Promise.resolve();
     const ready = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (!this.started) {
       this.started = true;
@@ -190,13 +218,15 @@ export class NotifyClient extends Emitter<NotifyEvents> {
       }
       return;
     }
-    // Offline: over HTTP; the api tells every connected device.
-    const changed: number[] = [];
+    // Offline: over HTTP; the api tells every connected device, and each
+    // answer carries the count.
+    const at = new Date().toISOString();
     for (const id of list) {
       const reply = await this.api.markRead(id);
-      if (reply.changed) changed.push(id);
+      this.list.setRead([id], at);
+      this.list.unreadCount = reply.unread_count;
+      this.emit("change");
     }
-    if (changed.length > 0) this.onRead(changed);
   }
 
   /** Marks everything read on every device. */
@@ -214,7 +244,9 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   /** Loads the next older page of the feed; false when there is none. */
   async loadMore(): Promise<boolean> {
     const page = await this.api.feed(this.options.pageSize, this.list.oldestId);
-    if (this.list.addPage(page.notifications).length > 0) this.emit("change");
+    const added = this.list.addPage(page.notifications);
+    this.ackAll(added);
+    if (added.length > 0) this.emit("change");
     this.hasOlder = page.next_cursor !== null;
     this.list.trimmed = false;
     return this.hasOlder;
@@ -223,6 +255,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   /** Receives `topic`'s events (its retained snapshot first, if any) until
    * the returned function is called; kept across reconnects. */
   subscribe(topic: string, handler: TopicHandler): () => void {
+    // Throws `invalid_topic` for a name the gateway would refuse.
     if (this.topics.add(topic, handler) && this.isOpen()) this.send({ type: "subscribe", topic });
     return () => {
       if (this.topics.remove(topic, handler) && this.isOpen()) this.send({ type: "unsubscribe", topic });
@@ -232,6 +265,10 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   /** Sends a chat message; resolves with it once stored. Sent again with
    * the same `client_id` after a reconnect, so it is stored once. */
   sendMessage(conversationId: number, body: string, options: SendOptions = {}): Promise<ChatMessage> {
+    if (this.stopped) return Promise.reject(new NotifyError("stopped", "the client was stopped", true, options.clientId));
+    if (!Number.isSafeInteger(conversationId) || conversationId <= 0) {
+      return Promise.reject(new NotifyError("conversation_not_found", "not a conversation id", false, options.clientId));
+    }
     const { frame, done } = this.outbox.add(conversationId, body, options);
     if (this.isOpen()) this.pacer?.send(frame);
     return done;
@@ -279,8 +316,11 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   private async loadFirstPage(): Promise<void> {
     try {
       const page = await this.api.feed(this.options.pageSize, null);
-      this.list.addPage(page.notifications);
-      this.list.unreadCount = page.unread_count;
+      if (this.stopped) return;
+      this.ackAll(this.list.addPage(page.notifications));
+      // Late (after a `welcome`), the page's count is older than the one
+      // the connection keeps.
+      if (this.connections === 0) this.list.unreadCount = page.unread_count;
       this.hasOlder = page.next_cursor !== null;
       this.feedLoaded = true;
       this.emit("change");
@@ -294,36 +334,65 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     this.timers.delete("reconnect");
     if (this.stopped) return;
     this.setStatus("connecting", {});
-    let token: string;
+    let held: HeldToken;
     let Socket: SocketConstructor;
     try {
-      token = (this.askedAfterRefusal ? await this.tokens.fresh() : await this.tokens.current()).token;
-      Socket = this.options.WebSocket ?? (await defaultSocket());
+      held = this.askedAfterRefusal ? await this.tokens.fresh() : await this.tokens.current();
     } catch (error) {
+      if (this.stopped) return;
       this.report(new NotifyError("token_unavailable", `the token callback failed: ${String(error)}`));
       this.reconnectIn(this.backoff.next(), "token_unavailable");
       return;
     }
+    try {
+      Socket = this.options.WebSocket ?? (await defaultSocket());
+    } catch (error) {
+      this.halt(new NotifyError("no_websocket", String(error), true));
+      return;
+    }
     if (this.stopped) return;
+    if (!this.sameUser(held)) return;
     // Once the feed is loaded every later notification must arrive, so the
     // connection resumes after the highest id held (0: the feed was empty).
     const after = this.list.highestId ?? (this.feedLoaded ? 0 : null);
-    const url = new URL(this.options.url);
-    if (after !== null) url.searchParams.set("after", String(after));
+    this.resumeFrom = after;
     const generation = ++this.generation;
     const current = () => generation === this.generation;
     this.pacer?.clear();
-    const socket = openSocket(Socket, url.toString(), {
-      // The token goes in the first frame, not the URL: refusals then come
-      // back as close reasons, which browsers can read.
-      open: () => current() && this.send({ type: "auth", token }),
-      message: (text) => current() && this.onFrame(text),
-      close: (code, reason, refusal) => current() && this.onClose(code, reason, refusal),
-    });
+    this.topics.reset();
+    let socket: SocketLike;
+    try {
+      const url = new URL(this.options.url);
+      if (after !== null) url.searchParams.set("after", String(after));
+      socket = openSocket(Socket, url.toString(), {
+        // The token goes in the first frame, not the URL: refusals then
+        // come back as close reasons, which browsers can read.
+        open: () => current() && this.send({ type: "auth", token: held.token }),
+        message: (text) => current() && this.onFrame(text),
+        close: (code, reason, refusal) => current() && this.onClose(code, reason, refusal),
+      });
+    } catch (error) {
+      // A malformed url, or a page that may not open it (mixed content).
+      this.halt(new NotifyError("invalid_url", `cannot open ${this.options.url}: ${String(error)}`, true));
+      return;
+    }
     this.socket = socket;
     this.pacer = new Pacer((frame) => {
       if (socket.readyState === OPEN) socket.send(frame);
     });
+    // A connect that hangs (a black-holed network, a stuck handshake) is
+    // given up like a silent socket.
+    this.setTimer("handshake", HANDSHAKE_MS, () => this.abandon("handshake_timeout"));
+  }
+
+  /** The token callback must keep to one user: the list, the resume point
+   * and the topics are that user's. */
+  private sameUser(held: HeldToken): boolean {
+    if (held.subject === null) return true;
+    this.user ??= held.subject;
+    if (held.subject === this.user) return true;
+    this.halt(new NotifyError("user_changed", `the token callback gave a token of another user (${held.subject}); start a new client`, true));
+    return false;
   }
 
   private onClose(code: number, reason: string, refusal: Refusal | null): void {
@@ -331,8 +400,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     this.pacer?.clear();
     this.pacer = null;
     this.session = null;
-    this.clearTimer("liveness");
-    this.clearTimer("refresh");
+    for (const name of ["liveness", "refresh", "handshake", "stable", "resume"] as const) this.clearTimer(name);
     if (this.stopped) return;
     const next: Next = afterClose(code, reason, refusal);
     switch (next.kind) {
@@ -361,12 +429,8 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   }
 
   private reconnectIn(ms: number, code?: string): void {
-    this.clearTimer("reconnect");
     this.setStatus("offline", { code, retryInMs: ms });
-    this.timers.set(
-      "reconnect",
-      setTimeout(() => void this.connect(), ms),
-    );
+    this.setTimer("reconnect", ms, () => void this.connect());
   }
 
   /** Drops the socket without waiting for its close (it went silent). */
@@ -378,7 +442,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     } catch {
       // Already closing.
     }
-    this.onClose(1006, "", null);
+    this.onClose(4000, code, null);
   }
 
   private halt(error: NotifyError | null): void {
@@ -417,12 +481,7 @@ export class NotifyClient extends Emitter<NotifyEvents> {
       case "notification":
         return this.onNotification(frame.notification);
       case "resumed":
-        // The count of the batch's own snapshot: exact, whatever committed
-        // around `welcome`; what arrives from now on is counted on top.
-        if (typeof frame.unread_count === "number") this.list.unreadCount = frame.unread_count;
-        this.emit("change");
-        if (frame.truncated && frame.oldest_id !== null) void this.fillGap(frame.oldest_id);
-        return;
+        return this.onResumed(frame);
       case "read":
         return this.onRead(frame.ids);
       case "read_all":
@@ -432,11 +491,11 @@ export class NotifyClient extends Emitter<NotifyEvents> {
       case "refreshed":
         return this.scheduleRefresh();
       case "subscribed":
-        if (frame.snapshot) this.topics.dispatch(frame.snapshot);
-        return;
+        return this.topics.subscribed(frame.topic, frame.snapshot);
       case "unsubscribed":
-        // Not asked for: a refresh took away what allowed the topic.
-        if (this.topics.drop(frame.topic)) {
+        // Not the answer to an `unsubscribe`: a refresh took away what
+        // allowed the topic.
+        if (this.topics.unsubscribed(frame.topic)) {
           this.report(new NotifyError("forbidden", `the server unsubscribed from ${frame.topic}`));
         }
         return;
@@ -464,19 +523,48 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   }
 
   private onWelcome(frame: Extract<ServerFrame, { type: "welcome" }>): void {
-    this.backoff.reset();
+    this.clearTimer("handshake");
     this.askedAfterRefusal = false;
+    this.connections += 1;
     this.session = { id: frame.session_id, node: frame.node };
     this.heartbeatMs = Math.max(1, frame.heartbeat_s) * 1000;
     if (frame.unread_count !== null) this.list.unreadCount = frame.unread_count;
+    this.setStatus("online", {});
     for (const topic of this.topics.names) this.send({ type: "subscribe", topic });
     for (const pending of this.outbox.frames) this.pacer?.send(pending);
     this.flushAcks();
     this.scheduleRefresh();
     this.watchLiveness();
-    this.setStatus("online", {});
+    this.setTimer("stable", STABLE_MS, () => this.backoff.reset());
     for (const waiter of this.waiters.splice(0)) waiter.resolve();
     if (!this.feedLoaded) void this.loadFirstPage();
+  }
+
+  private onResumed(frame: Extract<ServerFrame, { type: "resumed" }>): void {
+    this.clearTimer("resume");
+    this.catchupRetryMs = 5000;
+    this.resumeFrom = this.list.highestId ?? this.resumeFrom;
+    // The count of the batch's own snapshot: exact, whatever committed
+    // around `welcome`; what arrives from now on is counted on top.
+    if (typeof frame.unread_count === "number") this.list.unreadCount = frame.unread_count;
+    // Cut short: what lies between the batch and what was held before is
+    // left to `loadMore`, which pages down from the batch without a gap.
+    if (frame.truncated && frame.oldest_id !== null) this.list.dropOlderThan(frame.oldest_id);
+    this.emit("change");
+    // Reads and deletions made elsewhere while this device was away are
+    // not replayed: take them from a fresh copy of the newest page.
+    if (this.connections > 1 && this.feedLoaded) void this.reconcile();
+  }
+
+  private async reconcile(): Promise<void> {
+    try {
+      const held = Math.min(this.list.items.length, 100);
+      if (held === 0) return;
+      const page = await this.api.feed(held, null);
+      if (this.list.reconcile(page.notifications)) this.emit("change");
+    } catch (error) {
+      this.report(error);
+    }
   }
 
   private onNotification(notification: Notification): void {
@@ -484,10 +572,14 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     // held (ids can commit out of order); below the first page that is
     // older feed, for `loadMore`, not news.
     const oldest = this.list.oldestId;
-    if (this.hasOlder && oldest !== null && notification.id < oldest) return;
-    if (!this.list.add(notification, true)) return;
+    if (this.feedLoaded && this.hasMore && oldest !== null && notification.id < oldest) return;
+    if (!this.list.add(notification, true)) {
+      // A copy of one held: it may say it was read meanwhile.
+      if (notification.read_at !== null) this.emit("change");
+      return;
+    }
     this.emit("notification", notification);
-    if (this.options.ack) this.queueAck(notification.id);
+    this.queueAck(notification.id);
     this.emit("change");
   }
 
@@ -506,104 +598,135 @@ export class NotifyClient extends Emitter<NotifyEvents> {
   }
 
   private onDeleted(ids: number[]): void {
-    const fresh = ids.filter((id) => this.list.items.some((n) => n.id === id));
-    if (fresh.length === 0) return;
-    this.list.applyDeleted(fresh);
-    this.emit("deleted", fresh);
+    const gone = ids.filter((id) => this.list.items.some((n) => n.id === id));
+    if (gone.length < ids.length) void this.recount();
+    if (gone.length === 0) return;
+    this.list.applyDeleted(gone);
+    this.emit("deleted", gone);
     this.emit("change");
+  }
+
+  /** A deletion of one not held: whether it was unread is known only to the api. */
+  private async recount(): Promise<void> {
+    try {
+      const reply = await this.api.call<{ unread_count: number }>("GET", "/api/notifications/unread-count");
+      this.list.unreadCount = reply.unread_count;
+      this.emit("change");
+    } catch (error) {
+      this.report(error);
+    }
   }
 
   private onError(frame: Extract<ServerFrame, { type: "error" }>): void {
     const error = new NotifyError(frame.code, frame.message);
-    if (this.outbox.refused(frame.conversation_id, frame.client_id, error)) return;
+    const refusal = this.outbox.refused(frame.conversation_id, frame.client_id, error);
+    if (refusal.kind === "retry") {
+      this.setTimer(`chat:${frame.client_id}`, refusal.delayMs, () => {
+        if (this.isOpen()) this.pacer?.send(refusal.frame);
+      });
+      return;
+    }
+    if (refusal.kind === "rejected") return;
     if (frame.code === "invalid_frame" && REFRESH_REFUSALS.includes(frame.message)) {
       // The connection keeps its old token until it expires; the close
       // that follows asks for a new token.
       this.report(new NotifyError("refresh_refused", `the server refused the refreshed token: ${frame.message}`));
       return;
     }
-    if (frame.topic !== undefined && frame.code === "forbidden") this.topics.drop(frame.topic);
+    if (frame.topic !== undefined) {
+      if (frame.code === "forbidden" || frame.code === "invalid_topic") this.topics.drop(frame.topic);
+      if (frame.code === "unavailable" && this.topics.wants(frame.topic)) {
+        // Nothing changed on the server: ask again in a while.
+        const topic = frame.topic;
+        this.setTimer(`topic:${topic}`, 2000, () => {
+          if (this.isOpen() && this.topics.wants(topic)) this.send({ type: "subscribe", topic });
+        });
+      }
+    } else if (frame.code === "unavailable" && frame.conversation_id === undefined) {
+      // A catch-up the node gave up on (or a read or an ack MySQL did not
+      // take): resume from where this connection's catch-up began, so
+      // nothing published meanwhile stays missing.
+      this.scheduleResume();
+    }
     this.report(error);
   }
 
-  /** A resume batch was cut at 500: fetch what lies between it and what
-   * was held before, over HTTP. */
-  private async fillGap(oldestInBatch: number): Promise<void> {
-    try {
-      let before: number | null = oldestInBatch;
-      while (before !== null) {
-        const page = await this.api.feed(100, before);
-        const added = this.list.addPage(page.notifications);
-        for (const n of added) this.emit("notification", n);
-        if (added.length > 0) this.emit("change");
-        // Stop at the first notification already held: the rest are older.
-        if (added.length < page.notifications.length) break;
-        before = page.next_cursor;
-      }
-    } catch (error) {
-      this.report(error);
-    }
+  private scheduleResume(): void {
+    if (this.timers.has("resume")) return;
+    const delay = this.catchupRetryMs;
+    this.catchupRetryMs = Math.min(this.catchupRetryMs * 2, 60_000);
+    this.setTimer("resume", delay, () => {
+      if (this.isOpen() && this.resumeFrom !== null) this.send({ type: "resume", after: this.resumeFrom });
+    });
   }
 
   // ---- timers -----------------------------------------------------------
 
   private scheduleRefresh(): void {
-    this.clearTimer("refresh");
     const inMs = this.tokens.refreshInMs();
-    if (inMs === null) return;
-    this.timers.set(
-      "refresh",
-      setTimeout(() => void this.refresh(), inMs),
-    );
+    if (inMs === null) {
+      this.clearTimer("refresh");
+      return;
+    }
+    this.setTimer("refresh", inMs, () => void this.refresh());
   }
 
   private async refresh(): Promise<void> {
-    this.timers.delete("refresh");
+    const generation = this.generation;
+    const before = this.tokens.refreshInMs();
+    let held: HeldToken;
     try {
-      const before = this.tokens.refreshInMs();
-      const held = await this.tokens.fresh();
-      if (!this.isOpen()) return;
-      if (held.expiresAt !== null && before !== null && (this.tokens.refreshInMs() ?? 0) <= before) {
-        // The callback gave no newer token: ask again in a while.
-        this.timers.set("refresh", setTimeout(() => void this.refresh(), 10_000));
-        return;
-      }
-      this.send({ type: "refresh", token: held.token });
+      held = await this.tokens.fresh();
     } catch (error) {
+      if (this.stopped || generation !== this.generation) return;
       this.report(new NotifyError("token_unavailable", `the token callback failed: ${String(error)}`));
-      this.timers.set("refresh", setTimeout(() => void this.refresh(), 10_000));
+      this.setTimer("refresh", 10_000, () => void this.refresh());
+      return;
     }
+    // Stopped or reconnected meanwhile: the new connection has its own.
+    if (this.stopped || generation !== this.generation || !this.isOpen()) return;
+    if (!this.sameUser(held)) return;
+    if (before !== null && (this.tokens.refreshInMs() ?? 0) <= before) {
+      // The callback gave no newer token: ask again in a while.
+      this.setTimer("refresh", 10_000, () => void this.refresh());
+      return;
+    }
+    this.send({ type: "refresh", token: held.token });
   }
 
   /** Browsers answer the server's pings but cannot see them: the client
-   * pings itself when the socket is quiet, and gives up on one silent for
-   * two heartbeats (a dead network drops no close frame). */
+   * pings itself when the socket is quiet, and gives up on a socket that
+   * answers nothing within a heartbeat (plus 5 s) of such a ping. Hidden
+   * tabs run timers late: a late tick pings first, it never gives up at
+   * once. */
   private watchLiveness(): void {
-    this.clearTimer("liveness");
     this.lastFrameAt = Date.now();
+    this.pingSentAt = 0;
     const tick = () => {
-      const quiet = Date.now() - this.lastFrameAt;
-      if (quiet > 2 * this.heartbeatMs + 5000) {
+      const now = Date.now();
+      const waiting = this.pingSentAt > this.lastFrameAt;
+      if (waiting && now - this.pingSentAt > this.heartbeatMs + 5000) {
         this.abandon("heartbeat_timeout");
         return;
       }
-      if (quiet >= this.heartbeatMs) this.send({ type: "ping" });
-      this.timers.set("liveness", setTimeout(tick, this.heartbeatMs / 2));
+      if (!waiting && now - this.lastFrameAt >= this.heartbeatMs) {
+        this.pingSentAt = now;
+        this.send({ type: "ping" });
+      }
+      this.setTimer("liveness", this.heartbeatMs / 2, tick);
     };
-    this.timers.set("liveness", setTimeout(tick, this.heartbeatMs / 2));
+    this.setTimer("liveness", this.heartbeatMs / 2, tick);
   }
 
   private queueAck(id: number): void {
+    if (!this.options.ack) return;
     this.pendingAcks.push(id);
-    if (!this.timers.has("ack")) {
-      this.timers.set(
-        "ack",
-        setTimeout(() => {
-          this.timers.delete("ack");
-          this.flushAcks();
-        }, ACK_DELAY_MS),
-      );
-    }
+    if (!this.timers.has("ack")) this.setTimer("ack", ACK_DELAY_MS, () => this.flushAcks());
+  }
+
+  /** Feed pages are delivered too: their senders see them delivered. */
+  private ackAll(notifications: readonly Notification[]): void {
+    for (const n of notifications) this.queueAck(n.id);
   }
 
   private flushAcks(): void {
@@ -637,9 +760,22 @@ export class NotifyClient extends Emitter<NotifyEvents> {
     this.emit("error", notifyError);
   }
 
-  private clearTimer(name: "reconnect" | "refresh" | "liveness" | "ack"): void {
+  private clearTimer(name: TimerName): void {
     const timer = this.timers.get(name);
     if (timer !== undefined) clearTimeout(timer);
     this.timers.delete(name);
   }
+
+  /** One timer per name: setting it again replaces it, and `stop()` clears them all. */
+  private setTimer(name: TimerName, ms: number, run: () => void): void {
+    this.clearTimer(name);
+    this.timers.set(
+      name,
+      setTimeout(() => {
+        this.timers.delete(name);
+        if (!this.stopped) run();
+      }, ms),
+    );
+  }
+
 }

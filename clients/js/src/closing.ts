@@ -41,6 +41,9 @@ export function afterClose(code: number, reason: string, refusal: Refusal | null
       return { kind: "soon", code: "too_slow" };
     case 1001:
       return { kind: "backoff", code: reason === "heartbeat timeout" ? "heartbeat_timeout" : "going_away" };
+    case 4000:
+      // The client gave up on a silent or stuck socket itself.
+      return { kind: "backoff", code: reason || "connection_lost" };
     case 1002:
     case 1009:
       return { kind: "backoff", code: slug(reason) || "protocol_error" };

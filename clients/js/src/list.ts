@@ -4,7 +4,7 @@
 import type { Notification } from "./types.js";
 
 /** How many ids of notifications no longer held are still remembered, so a
- * late duplicate of one is not shown again. */
+ * late duplicate of one is not announced again. */
 const REMEMBERED = 2000;
 
 export class NotificationList {
@@ -32,16 +32,16 @@ export class NotificationList {
     return this.held.at(-1)?.id ?? null;
   }
 
-  has(id: number): boolean {
-    return this.seen.has(id);
-  }
-
-  /** Adds a notification unless its id was seen; `counted` when it is new
-   * to the server's unread count the client holds (a live one), not when
-   * that count already includes it (a page, a resume batch). */
+  /** Adds a live notification unless its id was seen (then only a newer
+   * read state is taken from it); `counted` adds it to the unread count.
+   * True when it is new. */
   add(notification: Notification, counted: boolean): boolean {
-    if (!this.insert(notification)) return false;
-    // Live growth is capped; pages asked for with `loadMore` are not.
+    if (this.seen.has(notification.id)) {
+      if (notification.read_at !== null) this.setRead([notification.id], notification.read_at);
+      return false;
+    }
+    this.remember(notification.id);
+    this.insert(notification);
     if (this.held.length > this.keep) {
       this.held.pop();
       this.trimmed = true;
@@ -50,27 +50,40 @@ export class NotificationList {
     return true;
   }
 
-  /** Older notifications from the feed, already in the count. */
+  /** A page of the feed, already in the count: each one not held is
+   * inserted (also one trimmed earlier); returns those. */
   addPage(page: readonly Notification[]): Notification[] {
-    return page.filter((n) => this.insert(n));
+    const held = new Set(this.held.map((n) => n.id));
+    const added = page.filter((n) => !held.has(n.id));
+    for (const notification of added) {
+      this.remember(notification.id);
+      this.insert(notification);
+    }
+    return added;
   }
 
-  private insert(notification: Notification): boolean {
+  private insert(notification: Notification): void {
     const { id } = notification;
-    if (this.seen.has(id)) return false;
-    this.remember(id);
     if (this.highest === null || id > this.highest) this.highest = id;
     let at = this.held.findIndex((n) => n.id < id);
     if (at === -1) at = this.held.length;
     this.held.splice(at, 0, notification);
-    return true;
   }
 
-  /** `read`: these ids changed from unread to read on the server. */
+  /** `read`: these ids changed from unread to read on the server. The
+   * count drops by those not already shown read here (held ones read
+   * already were counted out before). */
   applyRead(ids: readonly number[], at: string): void {
+    const known = new Map(this.held.map((n) => [n.id, n]));
+    const fresh = ids.filter((id) => !known.has(id) || known.get(id)?.read_at === null).length;
+    this.setRead(ids, at);
+    this.unreadCount = Math.max(0, this.unreadCount - fresh);
+  }
+
+  /** Shows these held ones read, leaving the count alone. */
+  setRead(ids: readonly number[], at: string): void {
     const changed = new Set(ids);
     this.held = this.held.map((n) => (changed.has(n.id) && n.read_at === null ? { ...n, read_at: at } : n));
-    this.unreadCount = Math.max(0, this.unreadCount - changed.size);
   }
 
   /** `read_all`: everything up to `upTo` is read; what is unread above it
@@ -80,21 +93,57 @@ export class NotificationList {
     this.unreadCount = this.held.filter((n) => n.read_at === null).length;
   }
 
-  /** `deleted`. */
-  applyDeleted(ids: readonly number[]): void {
+  /** `deleted`: the held ones go; false when one was not held (its read
+   * state is unknown here, so the count needs asking). */
+  applyDeleted(ids: readonly number[]): boolean {
     const gone = new Set(ids);
-    const unreadGone = this.held.filter((n) => gone.has(n.id) && n.read_at === null).length;
+    const held = this.held.filter((n) => gone.has(n.id));
     this.held = this.held.filter((n) => !gone.has(n.id));
-    this.unreadCount = Math.max(0, this.unreadCount - unreadGone);
+    this.unreadCount = Math.max(0, this.unreadCount - held.filter((n) => n.read_at === null).length);
+    return held.length === ids.length;
+  }
+
+  /** Forgets what is held below `id` (a resume batch that was cut short
+   * leaves a gap under it): `loadMore` fetches it again, in order. */
+  dropOlderThan(id: number): void {
+    const before = this.held.length;
+    this.held = this.held.filter((n) => n.id >= id);
+    if (this.held.length < before) this.trimmed = true;
+  }
+
+  /** A fresh copy of the newest page: held ones in its range take its read
+   * state, and those missing from it were deleted meanwhile (read and
+   * delete events are not replayed to a connection that was away). */
+  reconcile(page: readonly Notification[]): boolean {
+    const newest = page[0]?.id;
+    const oldest = page.at(-1)?.id;
+    if (newest === undefined || oldest === undefined) return false;
+    const current = new Map(page.map((n) => [n.id, n]));
+    let changed = false;
+    this.held = this.held.flatMap((n) => {
+      if (n.id < oldest || n.id > newest) return [n];
+      const now = current.get(n.id);
+      if (!now) {
+        changed = true;
+        return [];
+      }
+      if (n.read_at === null && now.read_at !== null) {
+        changed = true;
+        return [{ ...n, read_at: now.read_at }];
+      }
+      return [n];
+    });
+    return changed;
   }
 
   private remember(id: number): void {
     this.seen.add(id);
-    if (this.seen.size > REMEMBERED + this.keep) {
-      // Sets iterate in insertion order: forget the oldest ids no longer held.
+    // Pruned in steps, not at every insert: sets iterate in insertion
+    // order, so the oldest ids no longer held go first.
+    if (this.seen.size > REMEMBERED + this.keep + 500) {
       const heldIds = new Set(this.held.map((n) => n.id));
       for (const old of this.seen) {
-        if (this.seen.size <= REMEMBERED) break;
+        if (this.seen.size <= REMEMBERED + this.keep) break;
         if (!heldIds.has(old)) this.seen.delete(old);
       }
     }

@@ -32,14 +32,24 @@ export interface SocketHandlers {
 
 export const OPEN = 1;
 
-/** The global `WebSocket`, or the `ws` package where there is none. */
+/** In Node the `ws` package (it reports a refused upgrade's status and
+ * `Retry-After`, which Node's own WebSocket, like a browser's, hides); in
+ * browsers the global `WebSocket`. */
 export async function defaultSocket(): Promise<SocketConstructor> {
   const global = (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
-  if (global) return global;
-  // Through a variable so bundlers for browsers leave the import alone.
-  const name = "ws";
-  const module = (await import(/* @vite-ignore */ name)) as { default: SocketConstructor };
-  return module.default;
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+  if (node !== undefined || !global) {
+    try {
+      // Through a variable so bundlers for browsers leave the import alone.
+      const name = "ws";
+      const module = (await import(/* @vite-ignore */ name)) as { default: SocketConstructor };
+      return module.default;
+    } catch (error) {
+      if (global) return global;
+      throw new Error(`no WebSocket: install the ws package (${String(error)})`);
+    }
+  }
+  return global;
 }
 
 /** Opens `url`; every outcome reaches `handlers` once (`close` last). */
@@ -105,11 +115,21 @@ function readRefusal(response: IncomingResponse): Promise<Refusal> {
       }
       resolve({ status, code, retryAfterSecs: Number.isFinite(retry) && retry >= 0 ? retry : null });
     };
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      done();
+    };
+    // A refusal whose body never ends must not hold the client.
+    const timer = setTimeout(finish, 5000);
     response.setEncoding("utf8");
     response.on("data", (chunk) => {
       if (body.length < 4096) body += chunk ?? "";
     });
-    response.on("end", done);
-    response.on("error", done);
+    response.on("end", finish);
+    response.on("close", finish);
+    response.on("error", finish);
   });
 }

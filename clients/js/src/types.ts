@@ -103,7 +103,7 @@ export type Status =
   | "online"
   /** Lost; waiting to reconnect (see `retryInMs` of the `status` event). */
   | "offline"
-  /** Stopped for good: `stop()` was called, the token was refused twice or revoked, or the session was signed out (see `error`). */
+  /** Stopped for good: `stop()` was called, a new token was refused too, the session was signed out, or the gateway refused the connection outright (see `error`). */
   | "stopped";
 
 /** Why the client reports an error or stopped. `code` is the server's stable code where there is one. */
@@ -113,6 +113,8 @@ export class NotifyError extends Error {
     message: string,
     /** True when the client stopped because of it. */
     readonly fatal = false,
+    /** For a chat message: its `client_id`, to send it again safely. */
+    readonly clientId?: string,
   ) {
     super(message);
     this.name = "NotifyError";

@@ -8,7 +8,8 @@ import { afterClose } from "../src/closing.js";
 import { NotificationList } from "../src/list.js";
 import { Pacer } from "../src/pacer.js";
 import { Tokens, expiryOf } from "../src/token.js";
-import type { Notification } from "../src/types.js";
+import { Topics } from "../src/topics.js";
+import type { Notification, TopicEvent } from "../src/types.js";
 
 describe("backoff", () => {
   test("full jitter under a ceiling that doubles up to the maximum", () => {
@@ -21,7 +22,9 @@ describe("backoff", () => {
     assert.equal(highest.next(), 99);
     const lowest = new Backoff({ initialMs: 100, maxMs: 1000 }, () => 0);
     assert.equal(lowest.next(), 0);
-    assert.equal(new Backoff({ initialMs: 60_000, maxMs: 60_000 }, () => 0.999).soon(), 999, "under a second");
+    const busy = new Backoff({ initialMs: 60_000, maxMs: 60_000 }, () => 0.999);
+    assert.equal(busy.soon(), 999, "under a second the first time");
+    assert.equal(busy.soon(), 59_940, "then the usual backoff");
   });
 });
 
@@ -105,6 +108,101 @@ describe("the notification list", () => {
   });
 });
 
+describe("the notification list across reconnects and pages", () => {
+  test("a page brings back what live growth trimmed", () => {
+    const list = new NotificationList(2);
+    for (const id of [1, 2, 3]) list.add(notification(id), true);
+    assert.equal(list.trimmed, true);
+    assert.deepEqual(
+      list.items.map((n) => n.id),
+      [3, 2],
+    );
+    assert.deepEqual(
+      list.addPage([notification(1)]).map((n) => n.id),
+      [1],
+      "trimmed, not forgotten: a page inserts it",
+    );
+    assert.equal(list.add(notification(1), true), false, "but live it is still a duplicate");
+  });
+
+  test("a read already shown is not counted out twice", () => {
+    const list = new NotificationList(10);
+    list.addPage([notification(2), notification(1)]);
+    list.unreadCount = 2;
+    list.add({ ...notification(2), read_at: "then" }, true);
+    assert.equal(list.items[0]?.read_at, "then", "a resent copy carries the read");
+    list.unreadCount = 1; // the count the server sent with it
+    list.applyRead([2], "now");
+    assert.equal(list.unreadCount, 1);
+  });
+
+  test("a fresh newest page reconciles reads and deletions made elsewhere", () => {
+    const list = new NotificationList(10);
+    list.addPage([notification(4), notification(3), notification(2), notification(1)]);
+    const changed = list.reconcile([{ ...notification(4), read_at: "x" }, notification(2)]);
+    assert.equal(changed, true);
+    assert.deepEqual(
+      list.items.map((n) => [n.id, n.read_at]),
+      [
+        [4, "x"],
+        [2, null],
+        [1, null],
+      ],
+      "3 was deleted; 1 is below the page and stays",
+    );
+  });
+
+  test("a cut-short resume drops what lies beyond its gap", () => {
+    const list = new NotificationList(10);
+    list.addPage([notification(2), notification(1)]);
+    for (const id of [600, 601]) list.add(notification(id), true);
+    list.dropOlderThan(600);
+    assert.deepEqual(
+      list.items.map((n) => n.id),
+      [601, 600],
+    );
+    assert.equal(list.trimmed, true);
+  });
+});
+
+describe("topics", () => {
+  const event = (id: string): TopicEvent => ({ type: "event", topic: "room", event: "e", data: id, id, sent_at: "t" });
+
+  test("an unsubscribe answered after a new subscribe does not drop the topic", () => {
+    const topics = new Topics();
+    const handler = () => undefined;
+    topics.add("room", handler);
+    assert.equal(topics.remove("room", handler), true);
+    assert.equal(topics.add("room", handler), true);
+    assert.equal(topics.unsubscribed("room"), false, "the answer to the unsubscribe");
+    assert.equal(topics.wants("room"), true);
+    assert.equal(topics.unsubscribed("room"), true, "the server dropping it");
+    assert.equal(topics.wants("room"), false);
+  });
+
+  test("a handler added later gets the snapshot; each event once; a throwing handler stops nothing", async () => {
+    const thrown: unknown[] = [];
+    const topics = new Topics((error) => thrown.push(error));
+    const first: string[] = [];
+    const later: string[] = [];
+    topics.add("room", () => {
+      throw new Error("a broken handler");
+    });
+    topics.add("room", (e) => first.push(e.id));
+    topics.subscribed("room", event("s1"));
+    topics.add("room", (e) => later.push(e.id));
+    await Promise.resolve();
+    assert.deepEqual(later, ["s1"]);
+    topics.subscribed("room", event("s1")); // resubscribed after a reconnect
+    topics.dispatch(event("e2"));
+    topics.dispatch(event("e2"));
+    assert.deepEqual(first, ["s1", "e2"]);
+    assert.deepEqual(later, ["s1", "e2"]);
+    assert.equal(thrown.length, 2, "the broken handler's errors, reported");
+    assert.throws(() => topics.add("not a topic", () => undefined), { code: "invalid_topic" });
+  });
+});
+
 describe("tokens", () => {
   const jwt = (claims: object) =>
     `${Buffer.from("{}").toString("base64url")}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.sig`;
@@ -117,19 +215,26 @@ describe("tokens", () => {
   });
 
   test("a held token is reused until its margin, and refreshed before it expires", async () => {
-    let now = 1000;
+    let now = 1_000_000;
     let calls = 0;
-    const tokens = new Tokens(() => jwt({ exp: now + 100, n: ++calls }), 30, () => now);
+    const iat = 5000; // the issuer's clock: far from this device's
+    const tokens = new Tokens(() => jwt({ iat, exp: iat + 100, n: ++calls }), 10, 30, () => now);
     await tokens.current();
     await tokens.current();
     assert.equal(calls, 1);
-    assert.equal(tokens.refreshInMs(), 70_000);
-    now += 71;
+    assert.equal(tokens.refreshInMs(), 70_000, "100 s of life counted from its arrival, 30 s lead");
+    now += 91_000;
     await tokens.current();
     assert.equal(calls, 2, "inside the margin: a new one");
     tokens.forget();
+    await Promise.all([tokens.current(), tokens.fresh()]);
+    assert.equal(calls, 3, "after a refusal: one new one, however many ask at once");
+  });
+
+  test("a short life is refreshed halfway", async () => {
+    const tokens = new Tokens(() => jwt({ iat: 10, exp: 20 }), 10, 60, () => 0);
     await tokens.current();
-    assert.equal(calls, 3, "after a refusal: a new one");
+    assert.equal(tokens.refreshInMs(), 5000);
   });
 });
 
