@@ -1,11 +1,13 @@
 // NotifyClient against a real cluster (nginx, api, three gateways, MySQL,
 // Redis) started by clients/with-cluster.
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
+import { after, afterEach, describe, test } from "node:test";
 
 import type { NotifyClient } from "../src/index.js";
 import {
+  asUser,
   clientOf,
+  gatedSocket,
   killGateway,
   newUser,
   next,
@@ -121,7 +123,8 @@ describe("devices stay in step", () => {
 });
 
 describe("reconnecting", () => {
-  after(restoreCluster);
+  // Each test kills a gateway: the next one starts with all three again.
+  afterEach(restoreCluster);
 
   test("a gateway killed mid-stream: the client moves to another node and misses nothing, twice nothing", async () => {
     const user = newUser("di");
@@ -154,6 +157,33 @@ describe("reconnecting", () => {
       [...sent].sort((a, b) => b - a),
     );
     assert.equal(client.unreadCount, 40);
+  });
+
+  test("reads and deletions made while a device was away show once it is back", async () => {
+    const user = newUser("eli");
+    const gated = gatedSocket();
+    const phone = track(clientOf(user, { WebSocket: gated.Socket }));
+    await phone.start();
+    const all = until(phone, () => phone.notifications.length === 3, "three on the phone");
+    const [first, second, third] = [await notify(user, "a"), await notify(user, "b"), await notify(user, "c")];
+    await all;
+
+    gated.hold();
+    const away = next(phone, "status", (status) => status === "offline");
+    killGateway(phone.session?.node ?? "");
+    await away;
+    // Another device, while the phone cannot connect: its events reach nobody.
+    assert.equal(await asUser(user, "PUT", `/api/notifications/${first}/read`), 200);
+    assert.equal(await asUser(user, "DELETE", `/api/notifications/${second}`), 204);
+
+    gated.release();
+    await until(
+      phone,
+      () => phone.notifications.map((n) => n.id).join() === [third, first].join() && phone.notifications[1]?.read_at !== null,
+      "the phone to show the read and the deletion",
+    );
+    assert.equal(phone.unreadCount, 1);
+    assert.equal(phone.status, "online");
   });
 
   test("a draining gateway (SIGTERM) sends its clients elsewhere at once", async () => {

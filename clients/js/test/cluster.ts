@@ -5,7 +5,9 @@ import { createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { setTimeout as delay } from "node:timers/promises";
 
-import { NotifyClient, type NotifyClientOptions, type NotifyEvents } from "../src/index.js";
+import WebSocket from "ws";
+
+import { NotifyClient, type NotifyClientOptions, type NotifyEvents, type SocketConstructor, type SocketLike } from "../src/index.js";
 
 function setting(name: string): string {
   const value = process.env[name];
@@ -47,6 +49,13 @@ export async function server(method: string, path: string, body?: unknown): Prom
   });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** A user call (the user's token) through nginx, as another device makes it. */
+export async function asUser(user: string, method: string, path: string): Promise<number> {
+  const response = await fetch(base + path, { method, headers: { authorization: `Bearer ${sign(user)}` } });
+  await response.arrayBuffer();
+  return response.status;
 }
 
 /** Sends `user` a notification through nginx; its id. */
@@ -119,4 +128,54 @@ export async function stateBecomes(id: number, state: string, timeoutMs = 10_000
     // The ack writer flushes in batches; nothing announces it.
     await delay(50);
   }
+}
+
+/** A WebSocket whose new connections wait while the gate is held: a client
+ * kept offline for as long as a test needs. */
+export function gatedSocket(): { Socket: SocketConstructor; hold(): void; release(): void } {
+  let gate: Promise<void> = Promise.resolve();
+  let open: () => void = () => undefined;
+  class Gated implements SocketLike {
+    readyState = 0;
+    onopen: SocketLike["onopen"] = null;
+    onmessage: SocketLike["onmessage"] = null;
+    onclose: SocketLike["onclose"] = null;
+    onerror: SocketLike["onerror"] = null;
+    private inner: WebSocket | null = null;
+    private closed = false;
+
+    constructor(url: string) {
+      void gate.then(() => {
+        if (this.closed) return;
+        const socket = new WebSocket(url);
+        this.inner = socket;
+        socket.onopen = () => {
+          this.readyState = 1;
+          this.onopen?.({});
+        };
+        socket.onmessage = (event) => this.onmessage?.({ data: event.data });
+        socket.onclose = (event) => {
+          this.readyState = 3;
+          this.onclose?.({ code: event.code, reason: event.reason });
+        };
+        socket.onerror = () => undefined;
+      });
+    }
+
+    send(data: string): void {
+      this.inner?.send(data);
+    }
+
+    close(code?: number, reason?: string): void {
+      this.closed = true;
+      this.inner?.close(code, reason);
+    }
+  }
+  return {
+    Socket: Gated,
+    hold: () => {
+      gate = new Promise((resolve) => (open = resolve));
+    },
+    release: () => open(),
+  };
 }
