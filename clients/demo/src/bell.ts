@@ -262,27 +262,19 @@ function renderList(items: readonly Notification[]): void {
 }
 
 function createRow(notification: Notification): HTMLLIElement {
-  const row = document.createElement("li");
-  row.className = "item";
+  const row = element("li", "item");
   row.dataset.testid = "item";
   row.dataset.id = String(notification.id);
   row.tabIndex = 0;
   row.setAttribute("role", "button");
 
-  const dot = document.createElement("span");
-  dot.className = "item-dot";
+  const dot = element("span", "item-dot");
   dot.setAttribute("aria-hidden", "true");
 
-  const body = document.createElement("div");
-  body.className = "item-body";
-  const title = document.createElement("p");
-  title.className = "item-title";
-  title.textContent = notification.title;
-  const message = document.createElement("p");
-  message.className = "item-message";
-  message.textContent = notification.message;
-  const meta = document.createElement("p");
-  meta.className = "item-meta";
+  const body = element("div", "item-body");
+  const title = element("p", "item-title", notification.title);
+  const message = element("p", "item-message", notification.message);
+  const meta = element("p", "item-meta");
   const time = document.createElement("time");
   time.dateTime = notification.created_at;
   time.title = new Date(notification.created_at).toLocaleString();
@@ -383,28 +375,29 @@ function reportError(error: unknown): void {
   console.warn("notify:", error);
 }
 
+/** A new element with a class and, optionally, its text. */
+function element<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, text?: string): HTMLElementTagNameMap[K] {
+  const created = document.createElement(tag);
+  created.className = className;
+  if (text !== undefined) created.textContent = text;
+  return created;
+}
+
 // ---- toasts -----------------------------------------------------------------
 
 function showToast(notification: Notification): void {
-  const toast = document.createElement("div");
-  toast.className = "toast";
+  const toast = element("div", "toast");
   toast.dataset.testid = "toast";
   toast.dataset.id = String(notification.id);
   toast.setAttribute("role", "status");
 
   const icon = bellIcon();
   icon.classList.add("toast-icon");
-  const body = document.createElement("div");
-  body.className = "toast-body";
-  const title = document.createElement("p");
-  title.className = "toast-title";
-  title.textContent = notification.title;
-  const message = document.createElement("p");
-  message.className = "toast-message";
-  message.textContent = notification.message;
+  const body = element("div", "toast-body");
+  const title = element("p", "toast-title", notification.title);
+  const message = element("p", "toast-message", notification.message);
   body.append(title, message);
-  const close = document.createElement("button");
-  close.className = "toast-close";
+  const close = element("button", "toast-close");
   close.type = "button";
   close.setAttribute("aria-label", "Dismiss");
   close.textContent = "×";
