@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Idle memory per WebSocket connection: a gateway node against a bare
-# actix-ws server (one frame sent, socket held) measured the same way in the
-# same run. Usage: loadtest/memory.sh [CONNECTIONS]   (default 10000)
+# Idle memory per WebSocket connection: a gateway node (native clients at
+# /ws, then Socket.IO clients at /socket.io/, each on a fresh process)
+# against a bare actix-ws server (one frame sent, socket held) measured the
+# same way in the same run. Usage: loadtest/memory.sh [CONNECTIONS]
+# (default 10000)
 #
 # Needs the local MySQL and Redis (scripts/services starts them). Each server
 # and the client run as separate processes; the client needs one file
@@ -40,12 +42,12 @@ wait_http() {
   exit 1
 }
 
-# measure NAME PID WS_URL: prints "NAME before_kb after_kb per_conn_bytes rate"
+# measure NAME PID WS_URL [PROTOCOL]: prints "NAME before_kb after_kb per_conn_bytes rate"
 measure() {
-  local name=$1 pid=$2 url=$3 before after line
+  local name=$1 pid=$2 url=$3 protocol=${4:-native} before after line
   sleep 1
   before=$(rss_kb "$pid")
-  coproc HOLD { JWT_SECRET=$SECRET exec "$BIN/ws-hold" "$url" "$N" 200; }
+  coproc HOLD { PROTOCOL=$protocol JWT_SECRET=$SECRET exec "$BIN/ws-hold" "$url" "$N" 200; }
   read -r line <&"${HOLD[0]}"
   sleep 2
   after=$(rss_kb "$pid")
@@ -69,20 +71,25 @@ kill "$bare_pid"
 
 mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
 DATABASE_URL=$MYSQL/$DB "$BIN/notify-api" migrate >/dev/null
-GATEWAY_ADDR=127.0.0.1:$GATEWAY_PORT DATABASE_URL=$MYSQL/$DB REDIS_URL=$REDIS_URL \
-  JWT_SECRET=$SECRET CHANNEL_PREFIX=bench-memory: RUST_LOG=warn \
-  CONNECT_RATE=1000000 CONNECT_BURST=1000000 "$BIN/notify-gateway" &
-pids+=($!)
-gw_pid=$!
-wait_http "http://127.0.0.1:$GATEWAY_PORT/ready"
-gateway=$(measure notify-gateway "$gw_pid" "ws://127.0.0.1:$GATEWAY_PORT/ws")
-kill -TERM "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
+# gateway NAME PATH PROTOCOL: a fresh gateway process, measured.
+gateway() {
+  GATEWAY_ADDR=127.0.0.1:$GATEWAY_PORT DATABASE_URL=$MYSQL/$DB REDIS_URL=$REDIS_URL \
+    JWT_SECRET=$SECRET CHANNEL_PREFIX=bench-memory: RUST_LOG=warn \
+    CONNECT_RATE=1000000 CONNECT_BURST=1000000 "$BIN/notify-gateway" &
+  pids+=($!)
+  local pid=$!
+  wait_http "http://127.0.0.1:$GATEWAY_PORT/ready"
+  measure "$1" "$pid" "ws://127.0.0.1:$GATEWAY_PORT$2" "$3"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+}
+gateway=$(gateway notify-gateway /ws native)
+socketio=$(gateway gateway-socketio "/socket.io/?EIO=4&transport=websocket" socketio)
 mysql -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $DB"
 
 echo
 echo "connections: $N (one user each)"
 printf '%-16s %12s %12s %16s %14s\n' server rss_before_kb rss_after_kb bytes_per_conn connects_per_s
-for row in "$bare" "$gateway"; do
+for row in "$bare" "$gateway" "$socketio"; do
   set -- $row
   printf '%-16s %12s %12s %16s %14s\n' "$1" "$2" "$3" "$4" "$5"
 done

@@ -119,3 +119,93 @@ pub async fn post_accepted(
     }
     response.body().await.ok()
 }
+
+/// The client protocol a load generator speaks (`PROTOCOL`): the native
+/// one at `/ws`, or Socket.IO at `/socket.io/` (the websocket transport),
+/// so the two paths are measured with the same clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Native,
+    SocketIo,
+}
+
+/// A client's WebSocket, as awc gives it.
+pub type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+impl Protocol {
+    pub fn from_env() -> anyhow::Result<Protocol> {
+        match std::env::var("PROTOCOL").as_deref() {
+            Err(_) | Ok("native") => Ok(Protocol::Native),
+            Ok("socketio") => Ok(Protocol::SocketIo),
+            Ok(other) => anyhow::bail!("PROTOCOL must be native or socketio, not {other:?}"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::SocketIo => "socketio",
+        }
+    }
+
+    /// The upgrade URL on `ws_base` (`ws://host:port`), the token in the query.
+    pub fn url(self, ws_base: &str, token: &str) -> String {
+        match self {
+            Protocol::Native => format!("{ws_base}/ws?token={token}"),
+            Protocol::SocketIo => {
+                format!("{ws_base}/socket.io/?EIO=4&transport=websocket&token={token}")
+            }
+        }
+    }
+
+    /// From the upgrade to a connected client: `welcome`, or the open
+    /// packet, the CONNECT and its answer.
+    pub async fn greet(self, socket: &mut Socket) -> Result<(), String> {
+        use futures_util::SinkExt;
+        let first = next_text(socket).await?;
+        if self == Protocol::Native {
+            return Ok(());
+        }
+        if !first.starts_with(b"0{") {
+            return Err(format!("no open packet: {first:?}"));
+        }
+        socket
+            .send(awc::ws::Message::Text("40".into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let connected = next_text(socket).await?;
+        if !connected.starts_with(b"40{") {
+            return Err(format!("CONNECT refused: {connected:?}"));
+        }
+        Ok(())
+    }
+
+    /// The notification object a text frame carries, if it is a new
+    /// notification.
+    pub fn notification(self, text: &[u8]) -> Option<&[u8]> {
+        match self {
+            Protocol::Native => {
+                let rest = text.strip_prefix(br#"{"type":"notification","notification":"#)?;
+                rest.strip_suffix(b"}")
+            }
+            Protocol::SocketIo => {
+                let rest = text.strip_prefix(br#"42["new_notification","#)?;
+                rest.strip_suffix(b"]")
+            }
+        }
+    }
+
+    /// What a text frame needs answered: Engine.IO's ping.
+    pub fn answer(self, text: &[u8]) -> Option<&'static str> {
+        (self == Protocol::SocketIo && text == b"2").then_some("3")
+    }
+}
+
+/// The next frame, which must be a text frame.
+async fn next_text(socket: &mut Socket) -> Result<actix_web::web::Bytes, String> {
+    use futures_util::StreamExt;
+    match socket.next().await {
+        Some(Ok(awc::ws::Frame::Text(bytes))) => Ok(bytes),
+        other => Err(format!("expected a text frame: {other:?}")),
+    }
+}

@@ -12,7 +12,7 @@ use notify_store::{DbPool, Notification};
 
 use crate::connection::{Sent, State, Who};
 use crate::node::Node;
-use crate::socket::{End, Socket};
+use crate::socket::{Dialect, End, Socket};
 
 /// First wait before a failed catch-up is tried again; it doubles per
 /// failure.
@@ -153,7 +153,13 @@ async fn backfill(
     let missed = {
         let _turn = who.registration.db_turn().await;
         let _permit = node.backfills.acquire().await;
-        read_missed(&node.db, who.user, catchup, node.publish_lag).await
+        // A Socket.IO app does not drop duplicates by id: its resume
+        // sends only what lies above the id it holds (docs/protocol.md).
+        let lag = match socket.dialect {
+            Dialect::Native => Some(node.publish_lag),
+            Dialect::SocketIo(_) => None,
+        };
+        read_missed(&node.db, who.user, catchup, lag).await
     };
     let CatchUp {
         rows,
@@ -191,7 +197,7 @@ async fn read_missed(
     db: &DbPool,
     user: &str,
     catchup: Catchup,
-    publish_lag: TimeDelta,
+    publish_lag: Option<TimeDelta>,
 ) -> Result<CatchUp, notify_store::StoreError> {
     let mut conn = notify_store::pool::get(db).await?;
     let (after, since) = match catchup {

@@ -39,11 +39,13 @@
 //! | `CHAT_SIGNALS_PER_SECOND`, `CHAT_SIGNAL_BURST` | `5`, `20` | typing and read frames per user and process |
 //! | `CONNECTION_LOG_QUEUE` | `10000` | rows waiting for MySQL before new ones are dropped (and counted) |
 //! | `PRESENCE_GRACE_MS` | `3000` | how long a user's last connection in a presence topic counts after it leaves, so reconnects do not show as leave and join |
+//! | `SOCKETIO_NOTIFICATION_EVENT` | `new_notification` | the event Socket.IO clients (`/socket.io/`) get a new notification under: `new_notification`, `notification` or `notification:new` |
 //! | `LOG_FORMAT`, `RUST_LOG` | `text`, `info` | logging |
 
 use std::net::{IpAddr, SocketAddr};
 
 use notify_chat::ChatSettings;
+use notify_protocol::socketio::NotificationEvent;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -177,6 +179,9 @@ pub struct Config {
     pub workers: Option<usize>,
     pub database_pool_size: usize,
     pub redis_pool_size: usize,
+    /// The event Socket.IO clients get new notifications under (the name
+    /// the frontends moving over already listen to).
+    pub socketio_event: NotificationEvent,
 }
 
 impl Config {
@@ -251,6 +256,8 @@ impl Config {
             workers: parsed("GATEWAY_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(4),
             redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(4),
+            socketio_event: parsed("SOCKETIO_NOTIFICATION_EVENT")?
+                .unwrap_or(NotificationEvent::NewNotification),
         })
     }
 }

@@ -29,8 +29,10 @@ use crate::registry::Registration;
 use crate::requests::{handle, Reply, Token};
 use crate::seen::Seen;
 use crate::send_queue::{CloseSignal, Next, SendQueue};
-use crate::socket::{protocol_end, End, Socket};
+use crate::socket::{protocol_end, Dialect, End, Socket};
+use crate::socketio;
 use crate::topic_requests::{self, Held};
+use notify_protocol::socketio::NotificationEvent;
 
 /// What a connection remembers of what it sent, created on first use.
 pub(crate) type Sent = Option<Box<Seen>>;
@@ -57,35 +59,77 @@ pub(crate) struct Who<'a> {
     pub(crate) registration: &'a Registration,
 }
 
+/// How a connection authenticates, by the path it came on.
+pub enum Admission {
+    /// `/ws`: claims verified at the upgrade, or an `auth` frame to wait
+    /// for; `after` from the query string.
+    // Boxed: a future keeps its arguments for its whole life, and most of
+    // this one's life is spent serving, long after the claims are used.
+    Native {
+        claims: Option<Box<Claims>>,
+        after: Option<u64>,
+    },
+    /// `/socket.io/`: the token of the CONNECT packet's `auth`, or the one
+    /// of the upgrade (checked at CONNECT, so a refusal reaches the client
+    /// as a CONNECT_ERROR).
+    SocketIo {
+        upgrade_token: Option<Box<str>>,
+        notification_event: NotificationEvent,
+    },
+}
+
 pub async fn run(
     open: OpenSocket,
     session: Session,
     mut stream: AggregatedMessageStream,
-    // Boxed: a future keeps its arguments for its whole life, and most
-    // of this one's life is spent serving, long after the claims are used.
-    claims: Option<Box<Claims>>,
-    after: Option<u64>,
+    admission: Admission,
     mut attempt: Attempt,
 ) {
     let node = open.0.clone();
-    let mut socket = Socket::new(session);
+    let dialect = match &admission {
+        Admission::Native { .. } => Dialect::Native,
+        Admission::SocketIo {
+            notification_event, ..
+        } => Dialect::SocketIo(*notification_event),
+    };
+    let mut socket = Socket::new(session, dialect);
     // One budget from the upgrade on: frames sent before authenticating
     // count too.
     let mut budget = FrameBudget::new();
     // In a block: the claims are large and done with once registered, and
     // a task keeps room for every local still in scope at each await.
-    let (user, token, queue, registration) = {
-        let mut claims = match claims {
-            Some(claims) => *claims,
-            None => {
-                match Box::pin(authenticate(&node, &mut socket, &mut stream, &mut budget)).await {
-                    Ok(claims) => claims,
-                    Err((code, end)) => {
-                        node.journal
-                            .refused(&attempt, None, code, &end, Some(&socket));
-                        return socket.finish(&node, &end).await;
-                    }
-                }
+    let (user, token, queue, registration, after) = {
+        let admitted = match admission {
+            Admission::Native {
+                claims: Some(claims),
+                after,
+            } => Ok((*claims, after)),
+            Admission::Native {
+                claims: None,
+                after,
+            } => Box::pin(authenticate(&node, &mut socket, &mut stream, &mut budget))
+                .await
+                .map(|claims| (claims, after)),
+            Admission::SocketIo { upgrade_token, .. } => {
+                let sid = attempt.session.to_string();
+                let token = upgrade_token.map(String::from);
+                Box::pin(socketio::handshake(
+                    &node,
+                    &mut socket,
+                    &mut stream,
+                    &mut budget,
+                    token,
+                    &sid,
+                ))
+                .await
+            }
+        };
+        let (mut claims, after) = match admitted {
+            Ok(admitted) => admitted,
+            Err((code, end)) => {
+                node.journal
+                    .refused(&attempt, None, code, &end, Some(&socket));
+                return socket.finish(&node, &end).await;
             }
         };
         let user = std::mem::take(&mut claims.sub);
@@ -105,7 +149,7 @@ pub async fn run(
             &claims.roles,
             attempt.session,
         );
-        (user, Token::from(claims), queue, registration)
+        (user, Token::from(claims), queue, registration, after)
     };
     let record = node.journal.opened(&mut attempt, &user);
     let mut who = Who {
@@ -219,7 +263,7 @@ async fn serve(
                     }
                     continue;
                 }
-                let reply = match message {
+                let (parsed, ack) = match message {
                     AggregatedMessage::Ping(bytes) => {
                         if let Err(end) = socket.pong(node, &bytes).await {
                             return end;
@@ -227,23 +271,37 @@ async fn serve(
                         continue;
                     }
                     AggregatedMessage::Pong(_) | AggregatedMessage::Close(_) => continue,
-                    AggregatedMessage::Binary(_) => Reply::Refused(FrameError::Binary),
-                    AggregatedMessage::Text(text) => match ClientFrame::parse(&text) {
-                        Ok(ClientFrame::Topic(request)) => {
-                            Box::pin(topic_requests::handle(node, &*who, queue, &mut state.topics, request)).await
-                        }
-                        Ok(frame) => Box::pin(handle(node, &*who, frame)).await,
-                        Err(error) => Reply::Refused(error),
+                    AggregatedMessage::Binary(_) => (Err(FrameError::Binary), None),
+                    AggregatedMessage::Text(text) => match socket.dialect {
+                        Dialect::Native => (ClientFrame::parse(&text), None),
+                        Dialect::SocketIo(_) => match socketio::read(&text) {
+                            socketio::Read::Frame(parsed, ack) => (parsed, ack),
+                            socketio::Read::Answer(packet) => {
+                                if let Err(end) = socket.packet(node, packet).await {
+                                    return end;
+                                }
+                                continue;
+                            }
+                            socketio::Read::Nothing => continue,
+                            socketio::Read::End(end) => return end,
+                        },
                     },
                 };
+                let reply = match parsed {
+                    Ok(ClientFrame::Topic(request)) => {
+                        Box::pin(topic_requests::handle(node, &*who, queue, &mut state.topics, request)).await
+                    }
+                    Ok(frame) => Box::pin(handle(node, &*who, frame)).await,
+                    Err(error) => Reply::Refused(error),
+                };
                 let text = match reply {
-                    Reply::Nothing => continue,
+                    Reply::Nothing => None,
                     Reply::Resume(after) => {
                         let catchup = Catchup::After(after);
                         if let Err(end) = Box::pin(catch_up(node, &*who, catchup, state, socket)).await {
                             return end;
                         }
-                        continue;
+                        None
                     }
                     Reply::Refreshed(newer) => {
                         token_expiry = newer.expires;
@@ -260,25 +318,40 @@ async fn serve(
                                 }
                             }
                         }
-                        ServerFrame::Refreshed { expires_at: token_expiry }.to_frame()
+                        Some(ServerFrame::Refreshed { expires_at: token_expiry }.to_frame())
                     }
-                    Reply::Text(text) => text,
+                    Reply::Text(text) => Some(text),
                     Reply::Refused(error) => {
                         match refused(node, &error, None, &mut invalid_frames) {
-                            Ok(frame) => frame,
+                            Ok(frame) => Some(frame),
                             Err(end) => return end,
                         }
                     }
                     Reply::TopicRefused(refusal) => {
                         let (topic, error) = &*refusal;
                         match refused(node, error, Some(topic), &mut invalid_frames) {
-                            Ok(frame) => frame,
+                            Ok(frame) => Some(frame),
                             Err(end) => return end,
                         }
                     }
                 };
-                if let Err(end) = socket.text(node, text).await {
-                    return end;
+                // A Socket.IO client waiting on an acknowledgement gets
+                // the outcome in it; an answer that is more than an
+                // outcome (a snapshot) follows as an event.
+                if let Some(id) = ack {
+                    let ack = socketio::ack_for(text.as_deref());
+                    let is_error = ack["success"] == false;
+                    if let Err(end) = socket.packet(node, notify_protocol::socketio::ack(id, &ack)).await {
+                        return end;
+                    }
+                    if is_error {
+                        continue;
+                    }
+                }
+                if let Some(text) = text {
+                    if let Err(end) = socket.text(node, text).await {
+                        return end;
+                    }
                 }
             }
             _ = &mut expiry => return End::Close(CloseCode::Policy, "token expired"),

@@ -26,6 +26,7 @@ pub mod seen;
 pub mod send_queue;
 pub mod sessions;
 pub mod socket;
+pub mod socketio;
 pub mod startup;
 pub mod subscriber;
 pub mod topic_requests;

@@ -52,6 +52,8 @@ pub struct Node {
     pub chat: notify_chat::Chat,
     pub channels: ChannelNames,
     pub limits: Limits,
+    /// The event name Socket.IO clients get new notifications under.
+    pub socketio_event: notify_protocol::socketio::NotificationEvent,
     pub allowed_origins: Option<Vec<String>>,
     pub subscriber: Arc<SubscriberStatus>,
     /// Set on shutdown: new upgrades are refused and `/ready` fails.

@@ -9,7 +9,7 @@ use actix_web::{rt, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::connection;
+use crate::connection::{self, Admission};
 use crate::journal::{Attempt, Peer};
 use notify_bus::TokenRefusal;
 
@@ -17,6 +17,7 @@ use crate::node::{Node, OpenSocket};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
+        .route("/socket.io/", web::get().to(upgrade_socketio))
         .route("/health", web::get().to(notify_service::http::health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));
@@ -33,8 +34,43 @@ struct ConnectQuery {
     after: Option<String>,
 }
 
+/// The query of a Socket.IO client's upgrade.
+#[derive(Deserialize)]
+struct SocketIoQuery {
+    #[serde(rename = "EIO")]
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+    token: Option<String>,
+}
+
+/// Which protocol a connection speaks, by its path.
+#[derive(Clone, Copy)]
+enum Path {
+    Native,
+    SocketIo,
+}
+
 /// `GET /ws`, recording a refused attempt in the connection log.
 async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> HttpResponse {
+    upgrade_on(Path::Native, req, body, node).await
+}
+
+/// `GET /socket.io/?EIO=4&transport=websocket`: Socket.IO clients.
+async fn upgrade_socketio(
+    req: HttpRequest,
+    body: web::Payload,
+    node: web::Data<Node>,
+) -> HttpResponse {
+    upgrade_on(Path::SocketIo, req, body, node).await
+}
+
+async fn upgrade_on(
+    path: Path,
+    req: HttpRequest,
+    body: web::Payload,
+    node: web::Data<Node>,
+) -> HttpResponse {
     let peer = Peer {
         address: Some(notify_service::client::client_addr(&req, &node.trusted_proxies).to_string()),
         user_agent: req
@@ -43,7 +79,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
             .and_then(|ua| ua.to_str().ok())
             .map(str::to_owned),
     };
-    let response = accept(req, body, node.clone(), &peer).await;
+    let response = accept(path, req, body, node.clone(), &peer).await;
     if let Some(code) = notify_service::refusals::code_of(&response) {
         let attempt = Attempt::new(Box::new(peer));
         node.journal
@@ -57,6 +93,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, node: web::Data<Node>) ->
 /// errors; a client with no token gets `auth_timeout` to send an `auth`
 /// frame.
 async fn accept(
+    path: Path,
     req: HttpRequest,
     body: web::Payload,
     node: web::Data<Node>,
@@ -107,42 +144,16 @@ async fn accept(
             }
         }
     }
-    let query = web::Query::<ConnectQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or(ConnectQuery {
-            token: None,
-            after: None,
-        });
-    let after = match query.after.as_deref().map(str::parse::<u64>) {
-        None => None,
-        Some(Ok(after)) => Some(after),
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "after must be a notification id",
-            )
-        }
-    };
-    let token = notify_service::http::bearer(req.headers())
-        .map(str::to_owned)
-        .or(query.token);
-    let claims = match token {
-        None => None,
-        Some(token) => match node.gate.admit(&token).await {
-            Ok(claims) => Some(claims),
-            Err(refusal) => return refused(refusal),
+    let admission = match path {
+        Path::Native => match native_admission(&req, &node).await {
+            Ok(admission) => admission,
+            Err(refusal) => return refusal,
+        },
+        Path::SocketIo => match socketio_admission(&req, &node) {
+            Ok(admission) => admission,
+            Err(refusal) => return *refusal,
         },
     };
-    if let Some(claims) = &claims {
-        if node.registry.user_connections(&claims.sub) >= node.limits.max_connections_per_user {
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                "too many connections for this user",
-            );
-        }
-    }
     let (response, session, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => return error(StatusCode::BAD_REQUEST, "not_websocket", &e.to_string()),
@@ -158,11 +169,94 @@ async fn accept(
         open,
         session,
         stream,
-        claims.map(Box::new),
-        after,
+        admission,
         Attempt::new(Box::new(peer.clone())),
     ));
     response
+}
+
+/// `/ws`: the token of the header or the query is checked before the
+/// upgrade (none: the client authenticates with its first frame).
+async fn native_admission(req: &HttpRequest, node: &Node) -> Result<Admission, HttpResponse> {
+    let query = web::Query::<ConnectQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or(ConnectQuery {
+            token: None,
+            after: None,
+        });
+    let after = match query.after.as_deref().map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(after)) => Some(after),
+        Some(Err(_)) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "after must be a notification id",
+            ))
+        }
+    };
+    let token = notify_service::http::bearer(req.headers())
+        .map(str::to_owned)
+        .or(query.token);
+    let claims = match token {
+        None => None,
+        Some(token) => match node.gate.admit(&token).await {
+            Ok(claims) => Some(claims),
+            Err(refusal) => return Err(refused(refusal)),
+        },
+    };
+    if let Some(claims) = &claims {
+        if node.registry.user_connections(&claims.sub) >= node.limits.max_connections_per_user {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "too many connections for this user",
+            ));
+        }
+    }
+    Ok(Admission::Native {
+        claims: claims.map(Box::new),
+        after,
+    })
+}
+
+/// `/socket.io/`: Engine.IO 4 over the WebSocket transport. HTTP
+/// long-polling is refused (400 `transport_unsupported`): clients connect
+/// with `transports: ["websocket"]`. A token given with the upgrade is
+/// checked at the CONNECT packet, so a refusal reaches the client as a
+/// CONNECT_ERROR it can read.
+// The refusal boxed: it is built only when refusing.
+fn socketio_admission(req: &HttpRequest, node: &Node) -> Result<Admission, Box<HttpResponse>> {
+    let query = web::Query::<SocketIoQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "invalid query string",
+            )
+        })?;
+    if query.eio.as_deref() != Some("4") {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_protocol_version",
+            "Engine.IO 4 only (socket.io-client 3 or 4): EIO=4",
+        )));
+    }
+    if query.transport.as_deref() != Some("websocket") || query.sid.is_some() {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "transport_unsupported",
+            "this server speaks the websocket transport only: connect with transports: [\"websocket\"]",
+        )));
+    }
+    let token = notify_service::http::bearer(req.headers())
+        .map(str::to_owned)
+        .or(query.token);
+    Ok(Admission::SocketIo {
+        upgrade_token: token.map(String::into_boxed_str),
+        notification_event: node.socketio_event,
+    })
 }
 
 fn refused(refusal: TokenRefusal) -> HttpResponse {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix_ws::{CloseCode, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
+use notify_protocol::socketio::{self, NotificationEvent};
 
 use crate::node::Node;
 
@@ -21,10 +22,22 @@ pub enum End {
     Close(CloseCode, &'static str),
 }
 
+/// How a connection's frames look on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// docs/protocol.md: JSON frames, WebSocket pings.
+    Native,
+    /// Socket.IO over Engine.IO (`/socket.io/`): every native server frame
+    /// is translated into events, pings are Engine.IO packets; new
+    /// notifications go out under this event name.
+    SocketIo(NotificationEvent),
+}
+
 /// One connection's socket and what was written to it, for its
 /// connection log row.
 pub struct Socket {
     session: Session,
+    pub(crate) dialect: Dialect,
     /// Frames the client sent, counted by whoever reads them.
     pub(crate) frames_in: u32,
     pub(crate) frames_out: u32,
@@ -32,16 +45,36 @@ pub struct Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(session: Session) -> Self {
+    pub(crate) fn new(session: Session, dialect: Dialect) -> Self {
         Self {
             session,
+            dialect,
             frames_in: 0,
             frames_out: 0,
             bytes_out: 0,
         }
     }
 
+    /// Sends a native server frame, as the connection's dialect writes it.
     pub(crate) async fn text(
+        &mut self,
+        node: &Node,
+        text: impl Into<ByteString>,
+    ) -> Result<(), End> {
+        match self.dialect {
+            Dialect::Native => self.packet(node, text).await,
+            Dialect::SocketIo(notification_event) => {
+                let text = text.into();
+                for packet in socketio::translate(&text, notification_event) {
+                    self.packet(node, packet).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a text frame as it is.
+    pub(crate) async fn packet(
         &mut self,
         node: &Node,
         text: impl Into<ByteString>,
@@ -53,7 +86,12 @@ impl Socket {
         Ok(())
     }
 
+    /// The heartbeat: a WebSocket ping, or Engine.IO's (which Socket.IO
+    /// clients answer, and count on to know the server is there).
     pub(crate) async fn ping(&mut self, node: &Node) -> Result<(), End> {
+        if let Dialect::SocketIo(_) = self.dialect {
+            return self.packet(node, socketio::PING).await;
+        }
         write(node, self.session.ping(b"")).await?;
         self.count(0);
         Ok(())
@@ -76,8 +114,15 @@ impl Socket {
     }
 
     /// Closes the socket as `end` says.
-    pub(crate) async fn finish(self, node: &Node, end: &End) {
+    pub(crate) async fn finish(mut self, node: &Node, end: &End) {
         if let End::Close(code, reason) = *end {
+            // A Socket.IO client reconnects by itself after a lost
+            // transport (a drain, a slow client), but not after a
+            // DISCONNECT: sent for what the server means to end (a revoked
+            // token or session, an expired token, a misbehaving client).
+            if matches!(self.dialect, Dialect::SocketIo(_)) && code == CloseCode::Policy {
+                let _ = self.packet(node, socketio::DISCONNECT).await;
+            }
             close(node, self.session, code, reason).await;
         }
     }

@@ -174,6 +174,7 @@ impl Application {
             chat,
             channels,
             limits: config.limits.clone(),
+            socketio_event: config.socketio_event,
             allowed_origins: config.allowed_origins.clone(),
             subscriber: status,
             draining: AtomicBool::new(false),

@@ -11,6 +11,7 @@ pub mod control;
 pub mod event;
 pub mod frame;
 pub mod names;
+pub mod socketio;
 pub mod topic_event;
 
 pub use channel::{Audience, ChannelNames};

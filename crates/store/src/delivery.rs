@@ -34,8 +34,9 @@ pub struct CatchUp {
 impl Notification {
     /// What a connection may have missed (see [`Notification::missed`]):
     /// after the client's last id `after`, including what was created up to
-    /// `lag` before it (ids can commit out of order across api nodes), or
-    /// since `since`; with the unread count. One transaction, so one InnoDB
+    /// `lag` before it when given (ids can commit out of order across api
+    /// nodes; the client drops what it has), or since `since`; with the
+    /// unread count. One transaction, so one InnoDB
     /// snapshot (REPEATABLE READ): the count covers exactly what the batch
     /// could see, and what reaches the connection live afterwards committed
     /// later and is not in it.
@@ -44,15 +45,16 @@ impl Notification {
         user: &str,
         after: Option<u64>,
         since: Option<NaiveDateTime>,
-        lag: chrono::TimeDelta,
+        lag: Option<chrono::TimeDelta>,
         limit: i64,
     ) -> Result<CatchUp, StoreError> {
         conn.transaction(async |conn| {
-            let since = match after {
-                Some(after) => Self::created_at(conn, user, after)
+            let since = match (after, lag) {
+                (Some(after), Some(lag)) => Self::created_at(conn, user, after)
                     .await?
                     .map(|at| at - lag),
-                None => since,
+                (Some(_), None) => None,
+                (None, _) => since,
             };
             let (rows, truncated) = Self::missed(conn, user, after, since, limit).await?;
             let unread_count = Self::unread_count(conn, user).await?;

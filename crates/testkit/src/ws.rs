@@ -18,6 +18,8 @@ pub enum Received {
     Text(Value),
     Close(Option<u16>, String),
     Pong(Vec<u8>),
+    /// A text frame that is not JSON (a Socket.IO packet such as `40{...}`).
+    Packet(String),
     Other(String),
     /// The connection ended without a close frame.
     Ended,
@@ -85,9 +87,10 @@ impl WsClient {
                     continue;
                 }
                 Some(Ok(Frame::Pong(bytes))) => Received::Pong(bytes.to_vec()),
-                Some(Ok(Frame::Text(bytes))) => {
-                    Received::Text(serde_json::from_slice(&bytes).expect("text frame is JSON"))
-                }
+                Some(Ok(Frame::Text(bytes))) => match serde_json::from_slice(&bytes) {
+                    Ok(value) => Received::Text(value),
+                    Err(_) => Received::Packet(String::from_utf8_lossy(&bytes).into_owned()),
+                },
                 Some(Ok(Frame::Close(reason))) => Received::Close(
                     reason.as_ref().map(|r| u16::from(r.code)),
                     reason.and_then(|r| r.description).unwrap_or_default(),
@@ -106,6 +109,16 @@ impl WsClient {
         }
     }
 
+    /// The next text frame as it was sent (Socket.IO packets; a frame that
+    /// happens to be JSON, such as `2`, as its JSON text).
+    pub async fn packet(&mut self) -> String {
+        match self.next().await {
+            Received::Packet(text) => text,
+            Received::Text(value) => value.to_string(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
     /// The next notification frame's notification id.
     pub async fn notification_id(&mut self) -> u64 {
         let frame = self.text().await;
@@ -119,7 +132,10 @@ impl WsClient {
             match self.next().await {
                 Received::Close(code, reason) => return (code, reason),
                 Received::Ended => return (None, String::new()),
-                Received::Text(_) | Received::Pong(_) | Received::Other(_) => {}
+                Received::Text(_)
+                | Received::Packet(_)
+                | Received::Pong(_)
+                | Received::Other(_) => {}
             }
         }
     }

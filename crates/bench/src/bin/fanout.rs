@@ -6,7 +6,8 @@
 //!
 //! Settings (environment): TARGET (http://127.0.0.1:8080), JWT_SECRET and
 //! API_KEY (required), USERS (2000), RATE (1000), DURATION (20), SENDERS
-//! (64 concurrent HTTP connections), GRACE (10 s to wait for stragglers).
+//! (64 concurrent HTTP connections), GRACE (10 s to wait for stragglers),
+//! PROTOCOL (`native` at /ws, or `socketio` at /socket.io/).
 //!
 //! Runs on one thread, so it uses at most one core; it reports its own CPU
 //! time so it can be accounted for. Exits non-zero when anything was lost,
@@ -22,7 +23,7 @@ use actix_web::rt;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use notify_auth::{jwt::sign_hs256, Claims};
-use notify_bench::{cpu_secs, env_or, now_us, paced, percentile, post_accepted};
+use notify_bench::{cpu_secs, env_or, now_us, paced, percentile, post_accepted, Protocol};
 use serde::Deserialize;
 
 #[derive(Default)]
@@ -33,13 +34,6 @@ struct Stats {
     sent: Vec<u64>,
     send_errors: u64,
     max_lag_ms: u64,
-}
-
-#[derive(Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
-    notification: Option<Note>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let duration: u64 = env_or("DURATION", 20)?;
     let senders: u64 = env_or("SENDERS", 64)?;
     let grace: u64 = env_or("GRACE", 10)?;
+    let protocol = Protocol::from_env()?;
     let ws_base = target.replacen("http", "ws", 1);
     let run = now_us();
     let stats = Rc::new(RefCell::new(Stats::default()));
@@ -86,20 +81,18 @@ async fn main() -> anyhow::Result<()> {
                 jti: None,
                 roles: Vec::new(),
             };
-            let url = format!(
-                "{ws_base}/ws?token={}",
-                sign_hs256(secret.as_bytes(), &claims)?
-            );
+            let url = protocol.url(&ws_base, &sign_hs256(secret.as_bytes(), &claims)?);
             let request = client.ws(url);
             pending.push(async move {
                 let (_, mut socket) = request
                     .connect()
                     .await
                     .map_err(|e| anyhow::anyhow!("connect: {e}"))?;
-                match socket.next().await {
-                    Some(Ok(awc::ws::Frame::Text(_))) => Ok(socket),
-                    other => Err(anyhow::anyhow!("no welcome: {other:?}")),
-                }
+                protocol
+                    .greet(&mut socket)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                Ok::<_, anyhow::Error>(socket)
             });
             next += 1;
         }
@@ -113,13 +106,14 @@ async fn main() -> anyhow::Result<()> {
             while let Some(Ok(frame)) = socket.next().await {
                 match frame {
                     awc::ws::Frame::Text(bytes) => {
-                        let Ok(frame) = serde_json::from_slice::<Frame>(&bytes) else {
-                            continue;
-                        };
-                        if frame.kind != "notification" {
+                        if let Some(answer) = protocol.answer(&bytes) {
+                            let _ = socket.send(awc::ws::Message::Text(answer.into())).await;
                             continue;
                         }
-                        let Some(note) = frame.notification else {
+                        let Some(note) = protocol
+                            .notification(&bytes)
+                            .and_then(|json| serde_json::from_slice::<Note>(json).ok())
+                        else {
                             continue;
                         };
                         let mut stats = stats.borrow_mut();
@@ -195,10 +189,11 @@ async fn main() -> anyhow::Result<()> {
     s.latencies_us.sort_unstable();
     let l = &s.latencies_us;
     println!(
-        "fanout users={users} target_rate={rate}/s duration={duration}s senders={senders}\n  \
+        "fanout protocol={} users={users} target_rate={rate}/s duration={duration}s senders={senders}\n  \
          sent={} achieved={:.0}/s send_errors={} received={} lost={lost} duplicated={} max_send_lag_ms={}\n  \
          delivery ms: p50={:.2} p95={:.2} p99={:.2} max={:.2}\n  \
          load generator cpu: {cpu:.1} s over {send_secs:.1} s ({:.0}% of one core)",
+        protocol.name(),
         s.sent.len(),
         s.sent.len() as f64 / send_secs,
         s.send_errors,

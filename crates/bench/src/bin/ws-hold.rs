@@ -3,6 +3,8 @@
 //!
 //! `ws-hold URL COUNT [CONCURRENCY]`; with `JWT_SECRET` set, connection i
 //! authenticates as user `hold-i` with an `Authorization: Bearer` token.
+//! `PROTOCOL=socketio`: URL is a `/socket.io/` one and each connection
+//! completes Socket.IO's CONNECT (and answers its pings).
 //! Prints `READY <count> <seconds> <per second>` once all are open.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let count: usize = args.get(2).context("COUNT")?.parse()?;
     let concurrency: usize = args.get(3).map(|c| c.parse()).transpose()?.unwrap_or(200);
     let secret = std::env::var("JWT_SECRET").ok();
+    let protocol = notify_bench::Protocol::from_env()?;
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
@@ -54,10 +57,8 @@ async fn main() -> anyhow::Result<()> {
             }
             pending.push(async move {
                 let (_, mut framed) = request.connect().await.map_err(|e| e.to_string())?;
-                match framed.next().await {
-                    Some(Ok(awc::ws::Frame::Text(_))) => Ok(framed),
-                    other => Err(format!("no welcome: {other:?}")),
-                }
+                protocol.greet(&mut framed).await?;
+                Ok::<_, String>(framed)
             });
             next += 1;
         }
@@ -66,8 +67,17 @@ async fn main() -> anyhow::Result<()> {
                 opened += 1;
                 rt::spawn(async move {
                     while let Some(Ok(frame)) = framed.next().await {
-                        if let awc::ws::Frame::Ping(bytes) = frame {
-                            let _ = framed.send(awc::ws::Message::Pong(bytes)).await;
+                        match frame {
+                            awc::ws::Frame::Ping(bytes) => {
+                                let _ = framed.send(awc::ws::Message::Pong(bytes)).await;
+                            }
+                            awc::ws::Frame::Text(text) => {
+                                if let Some(answer) = protocol.answer(&text) {
+                                    let _ =
+                                        framed.send(awc::ws::Message::Text(answer.into())).await;
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 });

@@ -149,6 +149,7 @@ impl Cluster {
             workers: Some(1),
             database_pool_size: 2,
             redis_pool_size: 2,
+            socketio_event: notify_protocol::socketio::NotificationEvent::NewNotification,
         }
     }
 

@@ -16,4 +16,5 @@ mod resilience;
 mod resume;
 mod revoke;
 mod sessions;
+mod socketio;
 mod topics;

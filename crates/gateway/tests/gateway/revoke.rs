@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 impl Cluster {
     /// POSTs to the api as a server; returns (status, body).
-    async fn api_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn api_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
         let request = awc::Client::new()
             .post(format!("{}{path}", self.api))
             .insert_header(("x-api-key", API_KEY));
