@@ -136,6 +136,7 @@ pub async fn run(
         if node.registry.user_connections(&user) >= node.limits.max_connections_per_user {
             let end = End::Close(CloseCode::Policy, "too many connections for this user");
             let code = "too_many_connections";
+            socket.refuse_connect(&node, code).await;
             node.journal
                 .refused(&attempt, Some(&user), code, &end, Some(&socket));
             return socket.finish(&node, &end).await;
@@ -166,6 +167,7 @@ pub async fn run(
         if let Err(end) = socket.text(&node, greeting).await {
             break 'established end;
         }
+        socket.connected = true;
         // Subscribed before reading MySQL: anything committed after the
         // read is already queued live, and `sent` drops what both paths
         // deliver.
@@ -215,7 +217,11 @@ async fn serve(
     tokio::pin!(expiry);
     let mut over_budget = 0u32;
     let mut heartbeat = tokio::time::interval(limits.heartbeat);
-    heartbeat.reset();
+    // A Socket.IO client's clock started at the open packet: its first
+    // ping goes out now. A native client's (if any) at the next tick.
+    if socket.dialect == Dialect::Native {
+        heartbeat.reset();
+    }
     loop {
         // Flush first: a change may have been signalled while this task was
         // busy elsewhere.
@@ -283,6 +289,13 @@ async fn serve(
                                 continue;
                             }
                             socketio::Read::Nothing => continue,
+                            socketio::Read::Connect => {
+                                let packet = notify_protocol::socketio::connected(&who.session.to_string());
+                                if let Err(end) = socket.packet(node, packet).await {
+                                    return end;
+                                }
+                                continue;
+                            }
                             socketio::Read::End(end) => return end,
                         },
                     },
@@ -321,6 +334,18 @@ async fn serve(
                         Some(ServerFrame::Refreshed { expires_at: token_expiry }.to_frame())
                     }
                     Reply::Text(text) => Some(text),
+                    // An event a Socket.IO server would ignore for want of
+                    // a listener is refused in its ack, not held against
+                    // the connection.
+                    Reply::Refused(FrameError::UnknownType) if socket.dialect != Dialect::Native => {
+                        node.refusals.add(FrameError::UnknownType.code());
+                        Some(ServerFrame::Error {
+                            code: FrameError::UnknownType.code(),
+                            message: &FrameError::UnknownType.to_string(),
+                            topic: None,
+                        }
+                        .to_frame())
+                    }
                     Reply::Refused(error) => {
                         match refused(node, &error, None, &mut invalid_frames) {
                             Ok(frame) => Some(frame),

@@ -18,6 +18,7 @@ use crate::node::{Node, OpenSocket};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(upgrade))
         .route("/socket.io/", web::get().to(upgrade_socketio))
+        .route("/socket.io", web::get().to(upgrade_socketio))
         .route("/health", web::get().to(notify_service::http::health))
         .route("/ready", web::get().to(ready))
         .route("/metrics", web::get().to(metrics));

@@ -38,6 +38,9 @@ pub enum Dialect {
 pub struct Socket {
     session: Session,
     pub(crate) dialect: Dialect,
+    /// Socket.IO: the CONNECT was answered, so the client holds a
+    /// connected socket that a DISCONNECT would end.
+    pub(crate) connected: bool,
     /// Frames the client sent, counted by whoever reads them.
     pub(crate) frames_in: u32,
     pub(crate) frames_out: u32,
@@ -49,6 +52,7 @@ impl Socket {
         Self {
             session,
             dialect,
+            connected: false,
             frames_in: 0,
             frames_out: 0,
             bytes_out: 0,
@@ -70,6 +74,15 @@ impl Socket {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// A refusal after the handshake's CONNECT arrived but before it was
+    /// answered: a Socket.IO client gets it as a CONNECT_ERROR with the
+    /// code (a native client has only the close that follows).
+    pub(crate) async fn refuse_connect(&mut self, node: &Node, code: &str) {
+        if let Dialect::SocketIo(_) = self.dialect {
+            let _ = self.packet(node, socketio::connect_error("/", code)).await;
         }
     }
 
@@ -114,14 +127,23 @@ impl Socket {
     }
 
     /// Closes the socket as `end` says.
-    pub(crate) async fn finish(mut self, node: &Node, end: &End) {
+    pub(crate) async fn finish(self, node: &Node, end: &End) {
         if let End::Close(code, reason) = *end {
             // A Socket.IO client reconnects by itself after a lost
             // transport (a drain, a slow client), but not after a
             // DISCONNECT: sent for what the server means to end (a revoked
-            // token or session, an expired token, a misbehaving client).
-            if matches!(self.dialect, Dialect::SocketIo(_)) && code == CloseCode::Policy {
-                let _ = self.packet(node, socketio::DISCONNECT).await;
+            // token or session, a misbehaving client). An expired token is
+            // a lost transport: the reconnect asks the app for a new one.
+            if self.connected
+                && matches!(self.dialect, Dialect::SocketIo(_))
+                && code == CloseCode::Policy
+                && reason != "token expired"
+            {
+                let _ = tokio::time::timeout(
+                    CLOSE_TIMEOUT,
+                    self.session.clone().text(socketio::DISCONNECT),
+                )
+                .await;
             }
             close(node, self.session, code, reason).await;
         }

@@ -29,8 +29,16 @@ pub(crate) async fn handshake(
     sid: &str,
 ) -> Result<(Claims, Option<u64>), (&'static str, End)> {
     let limits = &node.limits;
-    let heartbeat_ms = u64::try_from(limits.heartbeat.as_millis()).unwrap_or(u64::MAX);
-    let open = socketio::open_packet(sid, heartbeat_ms, heartbeat_ms, limits.max_frame_bytes);
+    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // The client gives up when no ping came within pingInterval +
+    // pingTimeout of the open packet; the first ping goes out once the
+    // connection is served, after the CONNECT (up to the auth timeout).
+    let open = socketio::open_packet(
+        sid,
+        millis(limits.heartbeat),
+        millis(limits.heartbeat + limits.auth_timeout),
+        limits.max_frame_bytes,
+    );
     socket
         .packet(node, open)
         .await
@@ -47,10 +55,7 @@ pub(crate) async fn handshake(
         if let Some(Ok(_)) = message {
             socket.frames_in = socket.frames_in.saturating_add(1);
             if !budget.allow(limits.frame_rate, limits.frame_burst) {
-                return Err((
-                    "rate_limited",
-                    End::Close(CloseCode::Policy, "too many frames"),
-                ));
+                return refuse(node, socket, "rate_limited", "too many frames").await;
             }
         }
         let text = match message {
@@ -111,8 +116,11 @@ pub(crate) async fn handshake(
             Ok(Incoming::Close | Incoming::Disconnect) => {
                 return Err(("closed_before_auth", End::Closed(None)));
             }
-            Ok(Incoming::Event { .. }) | Err(_) => {
+            Ok(Incoming::Event { .. }) => {
                 return refuse(node, socket, "auth_required", "authentication required").await;
+            }
+            Err(_) => {
+                return refuse(node, socket, "invalid_auth", "authentication required").await;
             }
         }
     }
@@ -140,6 +148,8 @@ pub(crate) enum Read {
     Answer(String),
     /// Nothing to do (a pong, a noop).
     Nothing,
+    /// A CONNECT again: answered again with the session id.
+    Connect,
     /// The client is leaving.
     End(End),
 }
@@ -156,7 +166,7 @@ pub(crate) fn read(text: &str) -> Read {
         Ok(Incoming::Ping(data)) => Read::Answer(socketio::pong(&data)),
         Ok(Incoming::Pong | Incoming::Noop | Incoming::Ack) => Read::Nothing,
         // A second CONNECT on the same socket: already connected.
-        Ok(Incoming::Connect { .. }) => Read::Nothing,
+        Ok(Incoming::Connect { .. }) => Read::Connect,
         Ok(Incoming::ConnectElsewhere { namespace }) => {
             Read::Answer(socketio::connect_error(&namespace, "invalid_namespace"))
         }

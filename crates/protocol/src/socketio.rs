@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-/// A packet a client sent.
-#[derive(Debug)]
+/// A packet a client sent. (`Debug` leaves out the CONNECT's `auth`: it
+/// holds the token.)
 pub enum Incoming {
     /// The answer to the server's ping.
     Pong,
@@ -44,6 +44,36 @@ pub enum Incoming {
     },
     /// An ACK of the client's: the server never asks for one, so ignored.
     Ack,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Incoming::Pong => f.write_str("Pong"),
+            Incoming::Ping(data) => write!(f, "Ping({data:?})"),
+            Incoming::Close => f.write_str("Close"),
+            Incoming::Noop => f.write_str("Noop"),
+            Incoming::Connect { auth } => {
+                write!(
+                    f,
+                    "Connect {{ auth: {} }}",
+                    if auth.is_some() { "<given>" } else { "none" }
+                )
+            }
+            Incoming::ConnectElsewhere { namespace } => {
+                write!(f, "ConnectElsewhere({namespace:?})")
+            }
+            Incoming::Disconnect => f.write_str("Disconnect"),
+            Incoming::Event { name, args, ack } => {
+                write!(
+                    f,
+                    "Event {{ name: {name:?}, args: {}, ack: {ack:?} }}",
+                    args.len()
+                )
+            }
+            Incoming::Ack => f.write_str("Ack"),
+        }
+    }
 }
 
 /// Why a packet was refused.
@@ -146,7 +176,7 @@ fn parse_socket(packet: &str) -> Result<Incoming, PacketError> {
 }
 
 /// What a client may put in its CONNECT packet's `auth`.
-#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Default, Deserialize, PartialEq, Eq)]
 pub struct ConnectAuth {
     /// The user's JWT (also accepted as `?token=` or an `Authorization`
     /// header on the upgrade).
@@ -158,11 +188,24 @@ pub struct ConnectAuth {
 
 impl ConnectAuth {
     /// Unknown fields are ignored (apps put their own things in `auth`).
+    /// `after: 0` (an app's "nothing yet") is no resume: ids start at 1,
+    /// and a resume from 0 would replay the newest notifications as new.
     pub fn parse(auth: Option<&str>) -> Result<ConnectAuth, String> {
-        match auth {
-            None => Ok(ConnectAuth::default()),
-            Some(json) => serde_json::from_str(json).map_err(|e| e.to_string()),
-        }
+        let mut auth: ConnectAuth = match auth {
+            None => ConnectAuth::default(),
+            Some(json) => serde_json::from_str(json).map_err(|e| e.to_string())?,
+        };
+        auth.after = auth.after.filter(|after| *after > 0);
+        Ok(auth)
+    }
+}
+
+impl std::fmt::Debug for ConnectAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectAuth")
+            .field("token", &self.token.as_ref().map(|_| "<given>"))
+            .field("after", &self.after)
+            .finish()
     }
 }
 
@@ -280,6 +323,34 @@ struct NotificationFrame<'a> {
     notification: &'a RawValue,
 }
 
+#[derive(Deserialize)]
+struct EventData<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// Names `socket.io-client` refuses to receive (it drops the connection
+/// with a parse error), and the names of the gateway's own events: an
+/// event a sender named so goes out as `event:<name>` instead, so a topic
+/// publisher can neither break subscribers nor pass for the gateway.
+const RESERVED: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+    "new_notification",
+    "notification",
+    "notification:new",
+    "notification_read",
+    "all_notifications_read",
+    "notification_deleted",
+    "welcome",
+    "resumed",
+    "error",
+];
+
 /// The Socket.IO packets for one server frame of the native protocol:
 ///
 /// - `notification` → the notification under `notification_event`;
@@ -325,11 +396,17 @@ pub fn translate(frame: &str, notification_event: NotificationEvent) -> Vec<Stri
                 Some(Value::String(name)) => name,
                 _ => return Vec::new(),
             };
-            let data = fields.remove("data").unwrap_or(Value::Null);
-            vec![event(
-                &name,
-                &[&data.to_string(), &Value::Object(fields).to_string()],
-            )]
+            // `data` as the sender wrote it (numbers beyond 64 bits, key
+            // order), as native clients get it.
+            let Ok(EventData { data }) = serde_json::from_str::<EventData>(frame) else {
+                return Vec::new();
+            };
+            fields.remove("data");
+            let meta = Value::Object(fields).to_string();
+            if RESERVED.contains(&name.as_str()) {
+                return vec![event(&format!("event:{name}"), &[data.get(), &meta])];
+            }
+            vec![event(&name, &[data.get(), &meta])]
         }
         "welcome" => {
             let sid = fields
@@ -372,13 +449,21 @@ pub fn native_frame(name: &str, args: &[Box<RawValue>]) -> Option<String> {
     match name {
         "mark_notification_read" | "notification:read" => {
             let ids = match first.map(serde_json::from_str::<Value>) {
-                Some(Ok(Value::Array(ids))) => Value::Array(ids),
+                Some(Ok(Value::Array(ids))) => ids,
                 Some(Ok(Value::Object(mut fields))) => {
-                    Value::Array(vec![fields.remove("id").unwrap_or(Value::Null)])
+                    vec![fields.remove("id").unwrap_or(Value::Null)]
                 }
-                Some(Ok(id)) => Value::Array(vec![id]),
-                _ => Value::Array(Vec::new()),
+                Some(Ok(id)) => vec![id],
+                _ => Vec::new(),
             };
+            // Apps often hold ids as strings ("42").
+            let ids: Vec<Value> = ids
+                .into_iter()
+                .map(|id| match &id {
+                    Value::String(text) => text.parse::<u64>().map(Value::from).unwrap_or(id),
+                    _ => id,
+                })
+                .collect();
             Some(json!({ "type": "read", "ids": ids }).to_string())
         }
         "mark_all_read" => Some(json!({ "type": "read_all" }).to_string()),
@@ -439,6 +524,14 @@ mod tests {
             })
         );
         assert!(ConnectAuth::parse(Some(r#"{"after":-1}"#)).is_err());
+        assert_eq!(
+            ConnectAuth::parse(Some(r#"{"after":0}"#)).map(|a| a.after),
+            Ok(None)
+        );
+        assert_eq!(
+            format!("{:?}", ConnectAuth::parse(Some(r#"{"token":"secret"}"#))),
+            r#"Ok(ConnectAuth { token: Some("<given>"), after: None })"#
+        );
         assert!(matches!(
             parse(r#"40"token""#),
             Err(PacketError::Malformed(_))
@@ -532,6 +625,24 @@ mod tests {
             vec![r#"42["error",{"code":"c","message":"m"}]"#]
         );
         assert!(translate("not json", NotificationEvent::Notification).is_empty());
+        // Data as sent; reserved and the gateway's own names moved aside.
+        assert_eq!(
+            translate(
+                r#"{"type":"event","event":"e","data":{"b":123456789012345678901234567890,"a":1},"id":"i","sent_at":"t"}"#,
+                NotificationEvent::Notification
+            ),
+            vec![r#"42["e",{"b":123456789012345678901234567890,"a":1},{"id":"i","sent_at":"t"}]"#]
+        );
+        for name in ["disconnect", "connect", "new_notification", "welcome"] {
+            let frame =
+                format!(r#"{{"type":"event","event":"{name}","data":1,"id":"i","sent_at":"t"}}"#);
+            assert_eq!(
+                translate(&frame, NotificationEvent::NewNotification),
+                vec![format!(
+                    r#"42["event:{name}",1,{{"id":"i","sent_at":"t"}}]"#
+                )]
+            );
+        }
     }
 
     #[test]
@@ -544,6 +655,10 @@ mod tests {
         assert_eq!(
             native_frame("notification:read", &args(r#"[{"id":7}]"#)).as_deref(),
             Some(r#"{"ids":[7],"type":"read"}"#)
+        );
+        assert_eq!(
+            native_frame("mark_notification_read", &args(r#"[["42", "x"]]"#)).as_deref(),
+            Some(r#"{"ids":[42,"x"],"type":"read"}"#)
         );
         assert_eq!(
             native_frame("mark_all_read", &[]).as_deref(),
