@@ -13,23 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RATES=${*:-"200 2500 5000 10000"}
-export NGINX_PORT=${BENCH_NGINX_PORT:-28080} API_PORT=${BENCH_API_PORT:-28081}
-export GATEWAY_PORTS=${BENCH_GATEWAY_PORTS:-"28082 28083 28084"}
-export CLUSTER_DIR=.cluster-bench DATABASE_URL=mysql://root@127.0.0.1:3306/notify_bench
-export CHANNEL_PREFIX=bench: RUST_LOG=warn
+# shellcheck source=loadtest/bench-cluster.sh
+. loadtest/bench-cluster.sh
 USERS=${USERS:-2000}
 DURATION=${DURATION:-20}
 
-finish() {
-  scripts/cluster down >/dev/null || true
-  mysql -h127.0.0.1 -uroot -e 'DROP DATABASE IF EXISTS notify_bench' || true
-}
-trap finish EXIT
+trap bench_finish EXIT
 
-cargo build --release -q -p notify-bench
-scripts/cluster up >/dev/null
-# shellcheck disable=SC1091
-. "$CLUSTER_DIR/secrets.env"
+bench_cluster_up
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -r)"
 # Warm-up, not reported: a fresh database, cold caches and first prepared
 # statements would otherwise land in the first run's tail latency.
@@ -43,7 +34,7 @@ for rate in $RATES; do
     TARGET=http://127.0.0.1:$NGINX_PORT USERS=$USERS RATE=$rate DURATION=$DURATION \
     loadtest/cpu.sh target/release/fanout || status=1
 done
-finish
+bench_finish
 trap - EXIT
 echo
 loadtest/memory.sh "${MEMORY_CONNECTIONS:-10000}"

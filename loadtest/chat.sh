@@ -14,27 +14,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RATES=${*:-1000}
-export NGINX_PORT=${BENCH_NGINX_PORT:-28080} API_PORT=${BENCH_API_PORT:-28081}
-export GATEWAY_PORTS=${BENCH_GATEWAY_PORTS:-"28082 28083 28084"}
-export CLUSTER_DIR=.cluster-bench DATABASE_URL=mysql://root@127.0.0.1:3306/notify_bench
-export CHANNEL_PREFIX=bench: RUST_LOG=warn
+# shellcheck source=loadtest/bench-cluster.sh
+. loadtest/bench-cluster.sh
 export DURATION=${DURATION:-10} PAIRS=${PAIRS:-200}
 COUNTERS="'Com_stmt_execute','Com_select','Com_insert','Com_insert_select','Com_update','Com_delete','Com_begin','Com_commit','Questions','Innodb_data_fsyncs'"
 
 finish() {
-  scripts/cluster down >/dev/null || true
-  mysql -h127.0.0.1 -uroot -e 'DROP DATABASE IF EXISTS notify_bench' || true
+  bench_finish
   rm -f "$counters" "$hook"
 }
 counters=$(mktemp) hook=$(mktemp)
 trap finish EXIT
 
-cargo build --release -q -p notify-bench
-scripts/cluster up >/dev/null
-# shellcheck disable=SC1091
-. "$CLUSTER_DIR/secrets.env"
-gateways=""
-for port in $GATEWAY_PORTS; do gateways="$gateways ws://127.0.0.1:$port"; done
+bench_cluster_up
+gateways=$GATEWAYS
 # HOOK before|after: MySQL's global counters at the start and the end of
 # the sending window, appended to $counters as "<when> <name> <value>".
 cat > "$hook" <<HOOK

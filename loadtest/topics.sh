@@ -13,10 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RATES=${*:-"100 200 400 800"}
-export NGINX_PORT=${BENCH_NGINX_PORT:-28080} API_PORT=${BENCH_API_PORT:-28081}
-export GATEWAY_PORTS=${BENCH_GATEWAY_PORTS:-"28082 28083 28084"}
-export CLUSTER_DIR=.cluster-bench DATABASE_URL=mysql://root@127.0.0.1:3306/notify_bench
-export CHANNEL_PREFIX=bench: RUST_LOG=warn
+# shellcheck source=loadtest/bench-cluster.sh
+. loadtest/bench-cluster.sh
 DURATION=${DURATION:-10}
 LATENCY_SUBSCRIBERS=${LATENCY_SUBSCRIBERS:-10000}
 
@@ -28,18 +26,10 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then
 fi
 ulimit -n "$want"
 
-finish() {
-  scripts/cluster down >/dev/null || true
-  mysql -h127.0.0.1 -uroot -e 'DROP DATABASE IF EXISTS notify_bench' || true
-}
-trap finish EXIT
+trap bench_finish EXIT
 
-cargo build --release -q -p notify-bench
-scripts/cluster up >/dev/null
-# shellcheck disable=SC1091
-. "$CLUSTER_DIR/secrets.env"
-gateways=""
-for port in $GATEWAY_PORTS; do gateways="$gateways ws://127.0.0.1:$port"; done
+bench_cluster_up
+gateways=$GATEWAYS
 run() {
   JWT_SECRET=$SAVED_JWT_SECRET API_KEY=${SAVED_WEBHOOK_API_KEYS%%,*} \
     API=http://127.0.0.1:$API_PORT GATEWAYS="$gateways" DURATION=$DURATION "$@"
