@@ -196,9 +196,7 @@ async fn native_admission(req: &HttpRequest, node: &Node) -> Result<Admission, H
             ))
         }
     };
-    let token = notify_service::http::bearer(req.headers())
-        .map(str::to_owned)
-        .or(query.token);
+    let token = upgrade_token(req, query.token);
     let claims = match token {
         None => None,
         Some(token) => match node.gate.admit(&token).await {
@@ -251,13 +249,19 @@ fn socketio_admission(req: &HttpRequest, node: &Node) -> Result<Admission, Box<H
             "this server speaks the websocket transport only: connect with transports: [\"websocket\"]",
         )));
     }
-    let token = notify_service::http::bearer(req.headers())
-        .map(str::to_owned)
-        .or(query.token);
+    let token = upgrade_token(req, query.token);
     Ok(Admission::SocketIo {
         upgrade_token: token.map(String::into_boxed_str),
         notification_event: node.socketio_event,
     })
+}
+
+/// The token given with an upgrade: the `Authorization` header, or else
+/// the `token` query parameter (browsers cannot set headers).
+fn upgrade_token(req: &HttpRequest, from_query: Option<String>) -> Option<String> {
+    notify_service::http::bearer(req.headers())
+        .map(str::to_owned)
+        .or(from_query)
 }
 
 fn refused(refusal: TokenRefusal) -> HttpResponse {

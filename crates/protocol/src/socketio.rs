@@ -311,11 +311,8 @@ impl std::str::FromStr for NotificationEvent {
     }
 }
 
-#[derive(Deserialize)]
-struct Kind<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-}
+/// How every `notification` frame starts (`Event::Notification`).
+const NOTIFICATION_PREFIX: &str = r#"{"type":"notification","#;
 
 #[derive(Deserialize)]
 struct NotificationFrame<'a> {
@@ -364,11 +361,9 @@ const RESERVED: &[&str] = &[
 /// - `subscribed` → its snapshot's event, if the topic has one;
 /// - any other frame → an event named by its `type`, with the other fields.
 pub fn translate(frame: &str, notification_event: NotificationEvent) -> Vec<String> {
-    let Ok(Kind { kind }) = serde_json::from_str::<Kind>(frame) else {
-        return Vec::new();
-    };
-    if kind == "notification" {
-        // The hot path: no parsing of the notification itself.
+    // The hot path, as the api serialises it: the notification is cut out
+    // without being parsed.
+    if frame.starts_with(NOTIFICATION_PREFIX) {
         if let Ok(NotificationFrame { notification }) = serde_json::from_str(frame) {
             return vec![event(notification_event.name(), &[notification.get()])];
         }
@@ -377,8 +372,18 @@ pub fn translate(frame: &str, notification_event: NotificationEvent) -> Vec<Stri
     let Ok(mut fields) = serde_json::from_str::<Map<String, Value>>(frame) else {
         return Vec::new();
     };
-    fields.remove("type");
-    match kind {
+    let kind = match fields.remove("type") {
+        Some(Value::String(kind)) => kind,
+        _ => return Vec::new(),
+    };
+    match kind.as_str() {
+        "notification" => match fields.remove("notification") {
+            Some(notification) => vec![event(
+                notification_event.name(),
+                &[&notification.to_string()],
+            )],
+            None => Vec::new(),
+        },
         "read" => vec![event(
             "notification_read",
             &[&Value::Object(fields).to_string()],
@@ -583,6 +588,14 @@ mod tests {
         assert_eq!(
             translate(frame, NotificationEvent::NotificationNew),
             vec![r#"42["notification:new",{"id":42,"title":"t"}]"#]
+        );
+        // The same frame written another way takes the general path.
+        assert_eq!(
+            translate(
+                r#"{ "notification": {"id":42}, "type": "notification" }"#,
+                NotificationEvent::Notification
+            ),
+            vec![r#"42["notification",{"id":42}]"#]
         );
         assert_eq!(
             translate(
