@@ -252,10 +252,13 @@ async fn collect(
     }
 }
 
+/// Times a batch rolled back for a lock conflict is run in all.
+const LOCK_CONFLICT_ATTEMPTS: u32 = 3;
+
 impl Flusher {
     async fn flush(&self, writer: &mut Writer, batch: Vec<Job>) {
         let subs: Vec<&Submission> = batch.iter().map(|j| &j.submission).collect();
-        let result = self.write(writer, &subs).await;
+        let result = self.write_retrying(writer, &subs).await;
         match result {
             Ok(bodies) => {
                 for (job, body) in batch.into_iter().zip(bodies) {
@@ -277,11 +280,31 @@ impl Flusher {
                 tracing::warn!(%error, requests = batch.len(), "batch failed, retrying requests one by one");
                 for job in batch {
                     let result = self
-                        .write(writer, &[&job.submission])
+                        .write_retrying(writer, &[&job.submission])
                         .await
                         .map(|mut b| b.remove(0));
                     let _ = job.done.send(result);
                 }
+            }
+        }
+    }
+
+    /// [`Self::write`], run again when InnoDB rolled it back for a lock
+    /// conflict (a deadlock with the outbox's deletes, for instance): the
+    /// server asks for exactly that, and nothing of it was kept.
+    async fn write_retrying(
+        &self,
+        writer: &mut Writer,
+        subs: &[&Submission],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.write(writer, subs).await {
+                Err(error) if error.is_lock_conflict() && attempt < LOCK_CONFLICT_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "batch rolled back for a lock conflict, running it again");
+                    attempt += 1;
+                }
+                result => return result,
             }
         }
     }

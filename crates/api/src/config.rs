@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | required | `mysql://user:pass@host:3306/db` |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis used to publish events |
+//! | `REDIS_CLUSTER_NODES` | none | Comma-separated `host:port` seed nodes of a Redis Cluster; when set, used instead of `REDIS_URL` (events go over sharded pub/sub) |
 //! | `JWT_SECRET` | required unless one below is set | HS256 secret that signs user tokens |
 //! | `JWT_PUBLIC_KEY_FILE` / `JWT_ALGORITHM` | unset / `RS256` | verify tokens with this PEM public key (RS256, ES256, ...) instead |
 //! | `JWT_JWKS` | unset | verify tokens with the keys of this JWKS file or `http(s)://` URL instead |
@@ -58,6 +59,9 @@ pub const MIN_API_KEY_CHARS: usize = 24;
 pub struct Config {
     pub database_url: String,
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster (comma-separated); empty for a single
+    /// Redis at `redis_url`.
+    pub redis_cluster_nodes: String,
     pub jwt: JwtConfig,
     pub api_keys: ApiKeys,
     pub webhook_secrets: WebhookSecrets,
@@ -90,6 +94,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where Redis is: the cluster when `REDIS_CLUSTER_NODES` names one.
+    pub fn redis_target(&self) -> notify_bus::RedisTarget {
+        notify_bus::RedisTarget::new(&self.redis_url, &self.redis_cluster_nodes)
+    }
+
     /// A small api for tests and local tools: an ephemeral port, one worker,
     /// a fast sweep, rate limits out of the way and the credential-failure
     /// limit at its default. Callers adjust what they exercise.
@@ -103,6 +112,7 @@ impl Config {
         Config {
             database_url,
             redis_url,
+            redis_cluster_nodes: String::new(),
             jwt,
             api_keys,
             webhook_secrets: WebhookSecrets::default(),
@@ -147,6 +157,7 @@ impl Config {
         Ok(Self {
             database_url: required("DATABASE_URL")?,
             redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            redis_cluster_nodes: optional("REDIS_CLUSTER_NODES").unwrap_or_default(),
             jwt: jwt_config()?,
             api_keys,
             webhook_secrets,

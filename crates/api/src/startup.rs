@@ -80,8 +80,9 @@ impl Application {
                 .await
                 .context("reading MySQL's max_allowed_packet")?
         };
-        let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
+        let redis = notify_bus::build_pool(&config.redis_target(), config.redis_pool_size)
             .context("building the Redis pool")?;
+        let publish_command = redis.publish_command();
         let (published_tx, published_rx) = tokio::sync::mpsc::channel(1024);
         let (publisher, publisher_task) =
             Publisher::start_reporting(redis.clone(), PUBLISH_QUEUE, Some(published_tx));
@@ -134,9 +135,9 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             refusals: Default::default(),
             policy: config.topic_policy.clone(),
-            presence: notify_bus::PresenceStore::new(channels.clone()),
+            presence: notify_bus::PresenceStore::new(channels.clone(), publish_command),
             sessions: notify_bus::SessionStore::new(channels.clone()),
-            nodes: notify_bus::NodeStore::new(channels.clone()),
+            nodes: notify_bus::NodeStore::new(channels.clone(), publish_command),
             chat,
             dev_tokens,
         });

@@ -12,7 +12,7 @@ pub mod sessions;
 pub mod token_gate;
 
 pub use nodes::NodeStore;
-pub use pool::{build_pool, ping, BusError, RedisConnection, RedisPool};
+pub use pool::{build_pool, ping, slot, BusError, RedisConnection, RedisPool, RedisTarget};
 pub use presence::PresenceStore;
 pub use publisher::{
     publish_now, PublishStats, PublishedBatches, Publisher, QueueLimits, MAX_PIPELINE,

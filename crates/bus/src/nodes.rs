@@ -103,16 +103,22 @@ pub const LAST_SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
 pub struct NodeStore {
     channels: ChannelNames,
+    publish_command: &'static str,
     heartbeat: Script,
     reap: Script,
 }
 
 impl NodeStore {
-    pub fn new(channels: ChannelNames) -> Self {
+    /// `publish_command` is the bus's (see
+    /// [`crate::RedisTarget::publish_command`]).
+    pub fn new(channels: ChannelNames, publish_command: &'static str) -> Self {
         Self {
             channels,
+            publish_command,
             heartbeat: Script::new(&format!("{NOW_MS}{HEARTBEAT}")),
-            reap: Script::new(&format!("{NOW_MS}{ADD_PRESENCE}{REAP}")),
+            reap: Script::new(&format!(
+                "local PUBLISH = ARGV[6]\n{NOW_MS}{ADD_PRESENCE}{REAP}"
+            )),
         }
     }
 
@@ -128,7 +134,8 @@ impl NodeStore {
         let known: i64 = self
             .heartbeat
             .prepare_invoke()
-            .arg(self.channels.prefix())
+            .key(self.channels.nodes())
+            .arg(self.channels.script_prefix())
             .arg(instance)
             .arg(ttl_ms)
             .invoke_async(conn)
@@ -162,11 +169,13 @@ impl NodeStore {
             let (done, more): (u64, u64) = self
                 .reap
                 .prepare_invoke()
-                .arg(self.channels.prefix())
+                .key(self.channels.nodes())
+                .arg(self.channels.script_prefix())
                 .arg(0)
                 .arg(instance)
                 .arg(LAST_SEEN_TTL_SECS)
                 .arg(REAP_ENTRIES_PER_CALL)
+                .arg(self.publish_command)
                 .invoke_async(conn)
                 .await?;
             finished += done;
@@ -210,9 +219,10 @@ mod tests {
     /// whole, over several bounded calls.
     #[tokio::test]
     async fn a_large_dead_process_is_reaped_in_bounded_calls() {
-        let pool = crate::build_pool(&notify_testkit::redis_url(), 2).unwrap();
+        let pool =
+            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url()), 2).unwrap();
         let names = ChannelNames::new(format!("{}:", notify_testkit::unique("reap")));
-        let prefix = names.prefix().to_owned();
+        let prefix = names.script_prefix().to_owned();
         let mut conn = pool.get().await.unwrap();
         let dead = "gw#dead";
         let mut pipe = redis::pipe();
@@ -233,7 +243,7 @@ mod tests {
         }
         pipe.query_async::<()>(&mut conn).await.unwrap();
 
-        let store = NodeStore::new(names.clone());
+        let store = NodeStore::new(names.clone(), "PUBLISH");
         assert_eq!(store.reap(&mut conn).await.unwrap(), 1);
         let (nodes, presence, sessions, seen): (u64, u64, u64, Option<String>) = redis::pipe()
             .zcard(names.nodes())

@@ -1,14 +1,120 @@
-//! The pooled Redis connections used for publishing and health checks.
-//! Subscribing never uses these: a pooled connection is recycled with PING,
-//! which a connection in subscriber mode cannot answer.
+//! The Redis connections used for commands and publishing, on a single
+//! Redis or a Redis Cluster. Subscribing never uses these: a pooled
+//! connection is recycled with PING, which a connection in subscriber mode
+//! cannot answer (see the gateway's broker for the subscriber side).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, Runtime};
+use redis::aio::ConnectionLike;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use tokio::sync::Mutex;
 
-pub type RedisPool = Pool;
-/// A connection taken from the pool, returned to it when dropped.
-pub type RedisConnection = deadpool_redis::Connection;
+/// How long connecting to one Redis node and one reply may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where Redis is: one server, or the seed nodes of a Redis Cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    Single(String),
+    /// Addresses (`host:port` or `redis://` URLs) of some of the cluster's
+    /// nodes; the rest are discovered from them.
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// `cluster_nodes` (comma-separated, from `REDIS_CLUSTER_NODES`) wins
+    /// over `url` when it names any node.
+    pub fn new(url: &str, cluster_nodes: &str) -> Self {
+        let nodes: Vec<String> = cluster_nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(|node| {
+                if node.contains("://") {
+                    node.to_owned()
+                } else {
+                    format!("redis://{node}")
+                }
+            })
+            .collect();
+        if nodes.is_empty() {
+            Self::Single(url.to_owned())
+        } else {
+            Self::Cluster(nodes)
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The command that publishes on a channel: sharded pub/sub on a
+    /// cluster, so each event travels only inside the shard owning its
+    /// channel instead of over the whole cluster bus.
+    pub fn publish_command(&self) -> &'static str {
+        match self {
+            Self::Single(_) => "PUBLISH",
+            Self::Cluster(_) => "SPUBLISH",
+        }
+    }
+
+    /// A cluster client with the timeouts every caller wants; `configure`
+    /// adds what one caller needs (the subscriber's push sender).
+    pub fn cluster_client(
+        nodes: &[String],
+        configure: impl FnOnce(ClusterClientBuilder) -> ClusterClientBuilder,
+    ) -> Result<ClusterClient, BusError> {
+        configure(
+            ClusterClientBuilder::new(nodes.to_vec())
+                .connection_timeout(CALL_TIMEOUT)
+                .response_timeout(CALL_TIMEOUT)
+                // A request to a failed master is retried while its replica
+                // takes over, then given up to the caller's own retries.
+                .retries(3),
+        )
+        .build()
+        .map_err(|e| BusError::Config(e.to_string()))
+    }
+}
+
+/// Connections for commands: a deadpool pool on a single Redis; on a
+/// cluster, one multiplexed cluster connection (it holds one connection per
+/// node and pipelines concurrent requests on it), rebuilt from the seed
+/// nodes after it fails.
+#[derive(Clone)]
+pub struct RedisPool {
+    kind: PoolKind,
+    target: RedisTarget,
+}
+
+#[derive(Clone)]
+enum PoolKind {
+    Single(Pool),
+    Cluster(Arc<SharedCluster>),
+}
+
+struct SharedCluster {
+    client: ClusterClient,
+    connection: Mutex<Option<ClusterConnection>>,
+    /// Set by a request that failed for lack of a connection: the next
+    /// `get` starts over from the seed nodes, which also rereads the slot
+    /// map after a failover.
+    broken: AtomicBool,
+}
+
+/// A connection taken from the pool (returned to it when dropped), or a
+/// handle on the shared cluster connection.
+pub struct RedisConnection(Connection);
+
+enum Connection {
+    Single(deadpool_redis::Connection),
+    Cluster(ClusterConnection, Arc<SharedCluster>),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -18,37 +124,238 @@ pub enum BusError {
     Unavailable(String),
 }
 
-pub fn build_pool(url: &str, max_size: usize) -> Result<RedisPool, BusError> {
-    Config::from_url(url)
-        .builder()
-        .map_err(|e| BusError::Config(e.to_string()))?
-        .max_size(max_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(2)))
-        .create_timeout(Some(Duration::from_secs(2)))
-        .recycle_timeout(Some(Duration::from_secs(2)))
-        .build()
-        .map_err(|e| BusError::Config(e.to_string()))
+pub fn build_pool(target: &RedisTarget, max_size: usize) -> Result<RedisPool, BusError> {
+    let kind = match target {
+        RedisTarget::Single(url) => PoolKind::Single(
+            Config::from_url(url)
+                .builder()
+                .map_err(|e| BusError::Config(e.to_string()))?
+                .max_size(max_size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(CALL_TIMEOUT))
+                .create_timeout(Some(CALL_TIMEOUT))
+                .recycle_timeout(Some(CALL_TIMEOUT))
+                .build()
+                .map_err(|e| BusError::Config(e.to_string()))?,
+        ),
+        RedisTarget::Cluster(nodes) => PoolKind::Cluster(Arc::new(SharedCluster {
+            client: RedisTarget::cluster_client(nodes, |builder| builder)?,
+            connection: Mutex::new(None),
+            broken: AtomicBool::new(false),
+        })),
+    };
+    Ok(RedisPool {
+        kind,
+        target: target.clone(),
+    })
 }
 
-/// True when Redis answers a PING through the pool.
+impl RedisPool {
+    /// A connection; failing to get one means Redis is unavailable.
+    pub async fn get(&self) -> Result<RedisConnection, BusError> {
+        match &self.kind {
+            PoolKind::Single(pool) => pool
+                .get()
+                .await
+                .map(|conn| RedisConnection(Connection::Single(conn)))
+                .map_err(unavailable),
+            PoolKind::Cluster(shared) => {
+                let mut held = shared.connection.lock().await;
+                if shared.broken.swap(false, Ordering::Relaxed) {
+                    *held = None;
+                }
+                let connection = match held.as_ref() {
+                    Some(connection) => connection.clone(),
+                    None => {
+                        let connection = tokio::time::timeout(
+                            CALL_TIMEOUT * 2,
+                            shared.client.get_async_connection(),
+                        )
+                        .await
+                        .map_err(|_| BusError::Unavailable("connecting timed out".into()))?
+                        .map_err(unavailable)?;
+                        held.insert(connection).clone()
+                    }
+                };
+                Ok(RedisConnection(Connection::Cluster(
+                    connection,
+                    shared.clone(),
+                )))
+            }
+        }
+    }
+
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    /// See [`RedisTarget::publish_command`].
+    pub fn publish_command(&self) -> &'static str {
+        self.target.publish_command()
+    }
+
+    /// Adds a publish of `payload` on `channel` to `pipe`.
+    pub fn publish_in<'p>(
+        &self,
+        pipe: &'p mut Pipeline,
+        channel: &str,
+        payload: &str,
+    ) -> &'p mut Pipeline {
+        pipe.cmd(self.publish_command()).arg(channel).arg(payload)
+    }
+
+    /// A publish command on its own.
+    pub fn publish_cmd(&self, channel: &str, payload: &str) -> Cmd {
+        let mut cmd = redis::cmd(self.publish_command());
+        cmd.arg(channel).arg(payload);
+        cmd
+    }
+}
+
+impl RedisConnection {
+    /// Another handle on the same cluster connection, for requests sent
+    /// concurrently; None on a single Redis, whose pooled connections are
+    /// not shared.
+    pub fn try_clone(&self) -> Option<Self> {
+        match &self.0 {
+            Connection::Single(_) => None,
+            Connection::Cluster(conn, shared) => {
+                Some(Self(Connection::Cluster(conn.clone(), shared.clone())))
+            }
+        }
+    }
+}
+
+impl SharedCluster {
+    fn note<T>(&self, result: &redis::RedisResult<T>) {
+        if let Err(error) = result {
+            if error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.is_timeout()
+                || error.is_unrecoverable_error()
+            {
+                self.broken.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn, shared) => Box::pin(async move {
+                let result = conn.req_packed_command(cmd).await;
+                shared.note(&result);
+                result
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(conn, shared) => Box::pin(async move {
+                let result = conn.req_packed_commands(cmd, offset, count).await;
+                shared.note(&result);
+                result
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(..) => 0,
+        }
+    }
+}
+
+/// True when Redis answers a PING (on a cluster: the node owning the
+/// shared slot, where every key lives).
 pub async fn ping(pool: &RedisPool) -> Result<(), BusError> {
-    let mut conn = pool
-        .get()
+    let mut conn = pool.get().await?;
+    redis::cmd("EXISTS")
+        .arg("{notify}ping")
+        .query_async::<i64>(&mut conn)
         .await
-        .map_err(|e| BusError::Unavailable(e.to_string()))?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        .map_err(unavailable)?;
     Ok(())
 }
 
-/// A pooled connection; failing to get one means Redis is unavailable.
-pub async fn conn(pool: &RedisPool) -> Result<deadpool_redis::Connection, BusError> {
-    pool.get().await.map_err(unavailable)
+/// A connection; failing to get one means Redis is unavailable.
+pub async fn conn(pool: &RedisPool) -> Result<RedisConnection, BusError> {
+    pool.get().await
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
+}
+
+/// The Redis Cluster slot of a key or channel name: CRC16 (XMODEM) of its
+/// hash tag (the part between the first `{` and the next `}`, when not
+/// empty) or of the whole name, modulo 16,384.
+pub fn slot(name: &[u8]) -> u16 {
+    let hashed = name
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &name[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(name);
+    crc16_xmodem(hashed) % 16_384
+}
+
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from CLUSTER KEYSLOT on Redis 7.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"123456789"), 12739);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"t1:topic:{a}"), slot(b"t1:snapshot:{a}"));
+    }
+
+    #[test]
+    fn cluster_nodes_win_over_the_url() {
+        assert_eq!(
+            RedisTarget::new("redis://x:1", ""),
+            RedisTarget::Single("redis://x:1".into())
+        );
+        assert_eq!(
+            RedisTarget::new("redis://x:1", " 127.0.0.1:7000, redis://h:7001 ,"),
+            RedisTarget::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://h:7001".into()
+            ])
+        );
+    }
 }

@@ -22,12 +22,14 @@ use crate::nodes::NodeStore;
 pub const MAX_CHANGES_PER_CALL: usize = 500;
 
 /// Lua: `add(prefix, topic, user, change)`, shared with the reaping of
-/// dead nodes.
+/// dead nodes. `PUBLISH` is the publish command (SPUBLISH on a cluster):
+/// announcements go on the presence channel, which lives in the scripts'
+/// slot, and every gateway hands them to the topic's local subscribers.
 pub(crate) const ADD_PRESENCE: &str = r#"
 local function announce(prefix, topic, kind, user)
   local frame = '{"type":"presence","topic":' .. cjson.encode(topic) ..
     ',"' .. kind .. '":' .. cjson.encode(user) .. '}'
-  redis.call('PUBLISH', prefix .. 'topic:' .. topic, frame)
+  redis.call(PUBLISH, prefix .. 'presence', frame)
 end
 
 -- Adds `change` to the user's total in the topic, announcing a first
@@ -54,7 +56,7 @@ redis.call('ZADD', nodes, t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[
 local node_key = prefix .. 'presence-node:' .. node
 -- Counts, not changes: a call that timed out on the client but ran is
 -- harmless to repeat.
-for i = 4, #ARGV, 3 do
+for i = 5, #ARGV, 3 do
   local topic, user = ARGV[i], ARGV[i + 1]
   local field = topic .. '\n' .. user
   local before = tonumber(redis.call('HGET', node_key, field) or '0')
@@ -80,16 +82,20 @@ pub struct Change<'a> {
 
 pub struct PresenceStore {
     channels: ChannelNames,
+    publish_command: &'static str,
     report: Script,
     nodes: NodeStore,
 }
 
 impl PresenceStore {
-    pub fn new(channels: ChannelNames) -> Self {
+    /// `publish_command` is the bus's (see
+    /// [`crate::RedisTarget::publish_command`]).
+    pub fn new(channels: ChannelNames, publish_command: &'static str) -> Self {
         Self {
             channels: channels.clone(),
-            report: Script::new(&format!("{ADD_PRESENCE}{REPORT}")),
-            nodes: NodeStore::new(channels.clone()),
+            report: Script::new(&format!("local PUBLISH = ARGV[4]\n{ADD_PRESENCE}{REPORT}")),
+            nodes: NodeStore::new(channels.clone(), publish_command),
+            publish_command,
         }
     }
 
@@ -105,7 +111,12 @@ impl PresenceStore {
         changes: &[Change<'_>],
     ) -> RedisResult<bool> {
         let mut call = self.report.prepare_invoke();
-        call.arg(self.channels.prefix()).arg(node).arg(ttl_ms);
+        // KEYS[1] routes the call to the shared slot's node on a cluster.
+        call.key(self.channels.nodes())
+            .arg(self.channels.script_prefix())
+            .arg(node)
+            .arg(ttl_ms)
+            .arg(self.publish_command);
         for change in changes {
             call.arg(change.topic).arg(change.user).arg(change.count);
         }

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -281,19 +283,47 @@ async fn send_with_retries(
     }
 }
 
-/// Publishes `(channel, payload)` pairs as one pipeline, now. Callers keep
-/// pipelines to at most [`MAX_PIPELINE`] events.
+/// Publishes `(channel, payload)` pairs now, in order per channel: one
+/// pipeline on a single Redis; on a cluster one pipeline per slot, sent
+/// concurrently (a pipeline must stay inside one slot). Callers keep calls
+/// to at most [`MAX_PIPELINE`] events.
 pub async fn publish_now<'a>(
     pool: &RedisPool,
     events: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), String> {
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-    let mut pipe = redis::pipe();
-    for (channel, payload) in events {
-        pipe.publish(channel, payload).ignore();
+    let conn = pool.get().await.map_err(|e| e.to_string())?;
+    if !pool.target().is_cluster() {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in events {
+            pool.publish_in(&mut pipe, channel, payload).ignore();
+        }
+        let mut conn = conn;
+        return pipe
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| e.to_string());
     }
-    pipe.query_async::<()>(&mut conn)
+    let mut by_slot: HashMap<u16, redis::Pipeline> = HashMap::new();
+    for (channel, payload) in events {
+        let pipe = by_slot
+            .entry(crate::slot(channel.as_bytes()))
+            .or_insert_with(redis::pipe);
+        pool.publish_in(pipe, channel, payload).ignore();
+    }
+    let sends = by_slot.into_values().map(|pipe| {
+        let handle = conn.try_clone();
+        async move {
+            let mut conn = handle.ok_or_else(|| {
+                redis::RedisError::from((redis::ErrorKind::Io, "not a cluster connection"))
+            })?;
+            pipe.query_async::<()>(&mut conn).await
+        }
+    });
+    futures_util::future::join_all(sends)
         .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
@@ -309,7 +339,7 @@ mod tests {
     /// A Redis nobody answers on: the publishing task stays busy retrying
     /// its first entry, so what is queued stays counted.
     fn unreachable_pool() -> RedisPool {
-        crate::build_pool("redis://127.0.0.1:1", 1).unwrap()
+        crate::build_pool(&crate::RedisTarget::Single("redis://127.0.0.1:1".into()), 1).unwrap()
     }
 
     fn events(count: usize, size: usize) -> Vec<(String, String)> {

@@ -32,8 +32,8 @@ pub async fn disconnect_user(
     let control = Control::DisconnectUser { user: user.into() };
     let mut pipe = redis::pipe();
     pipe.set_ex(names.revoked_user(user), now, ttl_secs.max(1))
-        .ignore()
-        .publish(names.control(), control.to_message())
+        .ignore();
+    pool.publish_in(&mut pipe, &names.control(), &control.to_message())
         .ignore();
     run(pool, pipe).await
 }
@@ -49,8 +49,8 @@ pub async fn revoke_token(
     let control = Control::RevokeToken { jti: jti.into() };
     let mut pipe = redis::pipe();
     pipe.set_ex(names.revoked_token(jti), 1, ttl_secs.max(1))
-        .ignore()
-        .publish(names.control(), control.to_message())
+        .ignore();
+    pool.publish_in(&mut pipe, &names.control(), &control.to_message())
         .ignore();
     run(pool, pipe).await
 }
@@ -127,7 +127,8 @@ mod tests {
 
     /// A pool on the test Redis and names no other test uses.
     fn redis() -> (RedisPool, ChannelNames) {
-        let pool = crate::build_pool(&notify_testkit::redis_url(), 2).unwrap();
+        let pool =
+            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url()), 2).unwrap();
         let names = ChannelNames::new(format!("{}:", notify_testkit::unique("revocation")));
         (pool, names)
     }

@@ -112,7 +112,8 @@ impl SessionStore {
         changes: &[SessionChange<'_>],
     ) -> RedisResult<bool> {
         let mut call = self.record.prepare_invoke();
-        call.arg(self.channels.prefix())
+        call.key(self.channels.nodes())
+            .arg(self.channels.script_prefix())
             .arg(instance)
             .arg(ttl_ms)
             .arg(LAST_SEEN_TTL_SECS);

@@ -5,6 +5,7 @@
 //! | `GATEWAY_ADDR` | `127.0.0.1:8082` | address the HTTP/WebSocket server binds |
 //! | `NODE_ID` | host name and port | name of this node in `welcome` frames and logs |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis carrying the per-user channels |
+//! | `REDIS_CLUSTER_NODES` | none | Comma-separated `host:port` seed nodes of a Redis Cluster; when set, used instead of `REDIS_URL` (events go over sharded pub/sub) |
 //! | `DATABASE_URL` | required | MySQL, for unread counts and read marks |
 //! | `JWT_SECRET` or `JWT_PUBLIC_KEY_FILE` (+ `JWT_ALGORITHM`) or `JWT_JWKS` (+ `JWT_JWKS_MIN_REFRESH_SECS`, `JWT_JWKS_MAX_AGE_SECS`), `JWT_ISSUER`, `JWT_AUDIENCE` (or `JWT_ACCEPT_ANY_AUDIENCE`), `JWT_LEEWAY_SECS`, `TOKEN_MAX_LIFETIME_SECS` | as for the api | user token validation (exactly one key source) |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
@@ -160,6 +161,9 @@ pub struct Config {
     /// None: derived from the host name and the bound port.
     pub node_id: Option<String>,
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster (comma-separated); empty for a single
+    /// Redis at `redis_url`.
+    pub redis_cluster_nodes: String,
     pub database_url: String,
     pub jwt: JwtConfig,
     pub channel_prefix: String,
@@ -185,6 +189,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where Redis is: the cluster when `REDIS_CLUSTER_NODES` names one.
+    pub fn redis_target(&self) -> notify_bus::RedisTarget {
+        notify_bus::RedisTarget::new(&self.redis_url, &self.redis_cluster_nodes)
+    }
+
     pub fn from_env() -> anyhow::Result<Self> {
         let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
             Ok(parsed::<u64>(name)?
@@ -198,6 +207,7 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8082))),
             node_id: optional("NODE_ID"),
             redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            redis_cluster_nodes: optional("REDIS_CLUSTER_NODES").unwrap_or_default(),
             database_url: required("DATABASE_URL")?,
             jwt: jwt_config()?,
             channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),

@@ -8,6 +8,7 @@
 
 pub mod acks;
 pub mod batching;
+pub mod broker;
 pub mod budget;
 pub mod catchup;
 pub mod chat_requests;

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::acks::Acks;
+use crate::broker::Broker;
 use crate::config::{Config, Drain};
 use crate::journal::Journal;
 use crate::liveness::Liveness;
@@ -80,7 +81,7 @@ impl Application {
         let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
             .context("building the MySQL pool")?;
         let (acks, acks_task) = Acks::start(db.clone());
-        let redis = notify_bus::build_pool(&config.redis_url, config.redis_pool_size)
+        let redis = notify_bus::build_pool(&config.redis_target(), config.redis_pool_size)
             .context("building the Redis pool")?;
         // Offline chat notices are new notifications: their outbox rows are
         // deleted once published, as the api does.
@@ -94,7 +95,7 @@ impl Application {
             db.clone(),
             published_rx,
         ));
-        let client = redis::Client::open(config.redis_url.as_str()).context("parsing REDIS_URL")?;
+        let broker = Broker::new(&config.redis_target()).context("configuring Redis")?;
         let registry = Registry::new(config.limits.queue_frames, config.limits.queue_bytes);
         let topics = Arc::new(Topics::new(
             registry.interest().clone(),
@@ -108,7 +109,7 @@ impl Application {
         let (stop_subscriber, stop_rx) = watch::channel(false);
         let subscriber = tokio::spawn(
             Subscriber {
-                client,
+                broker,
                 registry: registry.clone(),
                 topics: topics.clone(),
                 channels: channels.clone(),
@@ -128,14 +129,14 @@ impl Application {
         let instance = format!("{node_id}#{:016x}", rand::random::<u64>());
         let presence = config.topic_policy.any_presence().then(|| {
             Arc::new(Presence::new(
-                PresenceStore::new(channels.clone()),
+                PresenceStore::new(channels.clone(), redis.publish_command()),
                 config.presence.grace,
             ))
         });
         let sessions = Arc::new(Sessions::new(SessionStore::new(channels.clone())));
         let liveness = Arc::new(Liveness {
             instance: instance.clone(),
-            nodes: NodeStore::new(channels.clone()),
+            nodes: NodeStore::new(channels.clone(), redis.publish_command()),
             pool: redis.clone(),
             heartbeat: config.presence.heartbeat,
             sessions: sessions.clone(),

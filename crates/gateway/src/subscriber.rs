@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 use chrono::{NaiveDateTime, TimeDelta};
-use futures_util::StreamExt;
 use notify_protocol::topic_event::event_roles;
 use notify_protocol::{Audience, ChannelNames, Control};
-use redis::aio::PubSubSink;
 use tokio::sync::watch;
 
+use crate::broker::{Broker, Incoming, Link};
 use crate::interest::Channel;
 use crate::registry::Registry;
 use crate::sessions::SessionId;
@@ -28,8 +27,6 @@ use crate::topics::Topics;
 
 /// Channels per SUBSCRIBE/UNSUBSCRIBE command.
 const CHUNK: usize = 1000;
-/// Any Redis call slower than this counts as a lost connection.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// How long an event may trail its row's `created_at` (batching, publisher
 /// retries) by default; catch-ups reach back this far.
@@ -51,7 +48,7 @@ pub struct SubscriberStatus {
 }
 
 pub struct Subscriber {
-    pub client: redis::Client,
+    pub broker: Broker,
     pub registry: Arc<Registry>,
     pub topics: Arc<Topics>,
     pub channels: ChannelNames,
@@ -112,18 +109,15 @@ impl Subscriber {
         lost_at: &mut Option<NaiveDateTime>,
         last_heard: &mut Instant,
     ) -> Result<(), String> {
-        let pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
-            .await
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        let (mut sink, mut stream) = pubsub.split();
+        let mut link = self.broker.connect().await?;
         let mut held: HashSet<Channel> = HashSet::new();
         // Everything marked before now is covered by this full pass.
         self.registry.interest().take();
-        call(sink.subscribe(self.channels.control())).await?;
+        link.subscribe(&[self.channels.control(), self.channels.presence_changes()])
+            .await?;
         let mut wanted = self.wanted();
         wanted.sort_by_key(|channel| matches!(channel, Channel::User(_)));
-        self.subscribe(&mut sink, &wanted, &mut held).await?;
+        self.subscribe(&mut link, &wanted, &mut held).await?;
         *last_heard = Instant::now();
         self.status.connected.store(true, Ordering::Relaxed);
         *backoff = BACKOFF_MIN;
@@ -139,24 +133,27 @@ impl Subscriber {
         ping.reset();
         loop {
             tokio::select! {
-                message = stream.next() => match message {
-                    Some(message) => {
+                incoming = link.next() => match incoming? {
+                    Incoming::Message(message) => {
                         *last_heard = Instant::now();
                         self.dispatch(&message);
                     }
-                    None => return Err("connection closed".into()),
+                    Incoming::Dropped(name) => {
+                        if held.iter().any(|channel| channel.name(&self.channels) == name) {
+                            return Err(format!("Redis dropped the subscription to {name}"));
+                        }
+                    }
                 },
-                _ = self.registry.interest().changed() => self.reconcile(&mut sink, &mut held).await?,
+                _ = self.registry.interest().changed() => self.reconcile(&mut link, &mut held).await?,
                 _ = ping.tick() => {
-                    // In subscriber mode the answer is ["pong", ""], not "PONG".
-                    call(sink.ping::<redis::Value>()).await?;
+                    link.ping().await?;
                     *last_heard = Instant::now();
                     self.status.pings.fetch_add(1, Ordering::Relaxed);
                 }
                 _ = stopped(shutdown) => {
                     let channels: Vec<String> = held.iter().map(|c| c.name(&self.channels)).collect();
                     for chunk in channels.chunks(CHUNK) {
-                        let _ = tokio::time::timeout(CALL_TIMEOUT, sink.unsubscribe(chunk)).await;
+                        let _ = link.unsubscribe(chunk).await;
                     }
                     return Ok(());
                 }
@@ -213,6 +210,9 @@ impl Subscriber {
         if audience == Audience::Control {
             return self.control(message.get_payload_bytes());
         }
+        if audience == Audience::Presence {
+            return self.presence(message.get_payload_bytes());
+        }
         // Validated once here; every connection then shares the same bytes.
         let Ok(frame) = ByteString::try_from(message.get_payload_bytes().to_vec()) else {
             tracing::warn!(channel, "dropped a non-UTF-8 event");
@@ -235,8 +235,26 @@ impl Subscriber {
                 self.status.broadcasts.fetch_add(1, Ordering::Relaxed);
                 self.registry.deliver_all(&frame);
             }
-            Audience::Control => {}
+            Audience::Control | Audience::Presence => {}
         }
+    }
+
+    /// A presence change: for the topic's subscribers here, if any.
+    fn presence(&self, payload: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Change<'a> {
+            #[serde(borrow)]
+            topic: std::borrow::Cow<'a, str>,
+        }
+        let Ok(change) = serde_json::from_slice::<Change>(payload) else {
+            tracing::warn!("ignored a malformed presence change");
+            return;
+        };
+        let Ok(frame) = ByteString::try_from(payload.to_vec()) else {
+            return;
+        };
+        self.status.broadcasts.fetch_add(1, Ordering::Relaxed);
+        self.topics.deliver(&change.topic, &frame);
     }
 
     fn control(&self, payload: &[u8]) {
@@ -265,11 +283,7 @@ impl Subscriber {
         }
     }
 
-    async fn reconcile(
-        &self,
-        sink: &mut PubSubSink,
-        held: &mut HashSet<Channel>,
-    ) -> Result<(), String> {
+    async fn reconcile(&self, link: &mut Link, held: &mut HashSet<Channel>) -> Result<(), String> {
         let mut add = Vec::new();
         let mut remove = Vec::new();
         let mut already = Vec::new();
@@ -286,26 +300,28 @@ impl Subscriber {
         // Role and everyone channels first: a connection is greeted once its
         // user channel is confirmed, and by then those are too.
         add.sort_by_key(|channel| matches!(channel, Channel::User(_)));
-        self.subscribe(sink, &add, held).await?;
+        self.subscribe(link, &add, held).await?;
         for chunk in remove.chunks(CHUNK) {
             let names: Vec<String> = chunk.iter().map(|c| c.name(&self.channels)).collect();
-            call(sink.unsubscribe(&names)).await?;
+            // Forgotten first, so the server's confirmation is not taken for
+            // a subscription it dropped.
             for channel in chunk {
                 held.remove(channel);
             }
+            link.unsubscribe(&names).await?;
         }
         Ok(())
     }
 
     async fn subscribe(
         &self,
-        sink: &mut PubSubSink,
+        link: &mut Link,
         channels: &[Channel],
         held: &mut HashSet<Channel>,
     ) -> Result<(), String> {
         for chunk in channels.chunks(CHUNK) {
             let names: Vec<String> = chunk.iter().map(|c| c.name(&self.channels)).collect();
-            call(sink.subscribe(&names)).await?;
+            link.subscribe(&names).await?;
             held.extend(chunk.iter().cloned());
             self.confirm(chunk, true);
         }
@@ -319,15 +335,6 @@ fn since(instant: Instant) -> NaiveDateTime {
     notify_store::now()
         .checked_sub_signed(ago)
         .unwrap_or(NaiveDateTime::MIN)
-}
-
-async fn call<T>(
-    future: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    tokio::time::timeout(CALL_TIMEOUT, future)
-        .await
-        .map_err(|_| "Redis call timed out".to_string())?
-        .map_err(|e| e.to_string())
 }
 
 /// Resolves once shutdown is requested (or its sender is gone).

@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod nginx;
 pub mod outage;
 pub mod process;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod ws;
 

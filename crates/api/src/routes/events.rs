@@ -77,17 +77,25 @@ async fn publish(
         } => Some(channels.snapshot(topic)),
         _ => None,
     };
-    // One pipeline (at most 1,000 PUBLISHes): a failure leaves no user with
-    // an event whose retry would come under another id.
-    redis_call(state, "publish an event", async |mut conn| {
-        let mut pipe = redis::pipe();
-        if let Some(key) = &retain {
-            pipe.atomic().set(key, frame);
-        }
-        for name in &names {
-            pipe.publish(name, frame);
-        }
-        pipe.query_async::<()>(&mut conn).await
+    // A retained event replaces the snapshot and is published in one
+    // transaction (the topic's channel and snapshot share a slot). Other
+    // events go out as one pipeline per slot (at most 1,000 publishes).
+    if let Some(key) = &retain {
+        return redis_call(state, "publish an event", async |mut conn| {
+            let mut pipe = redis::pipe();
+            pipe.atomic().set(key, frame).ignore();
+            for name in &names {
+                state.redis.publish_in(&mut pipe, name, frame).ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await;
+    }
+    redis_call(state, "publish an event", async |_conn| {
+        let events = names.iter().map(|name| (name.as_str(), frame));
+        notify_bus::publish_now(&state.redis, events)
+            .await
+            .map_err(|e| redis::RedisError::from((redis::ErrorKind::Io, "publish failed", e)))
     })
     .await
 }

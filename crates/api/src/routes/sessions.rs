@@ -63,9 +63,9 @@ pub async fn close(
         if !state.sessions.exists(&mut conn, &user, &session).await? {
             return Ok(false);
         }
-        redis::cmd("PUBLISH")
-            .arg(state.channels.control())
-            .arg(control.to_message())
+        state
+            .redis
+            .publish_cmd(&state.channels.control(), &control.to_message())
             .query_async::<()>(&mut conn)
             .await?;
         Ok(true)
@@ -112,9 +112,9 @@ pub async fn close_others(
             .into_iter()
             .filter(|s| s.session_id != keep)
             .count();
-        redis::cmd("PUBLISH")
-            .arg(state.channels.control())
-            .arg(control.to_message())
+        state
+            .redis
+            .publish_cmd(&state.channels.control(), &control.to_message())
             .query_async::<()>(&mut conn)
             .await?;
         Ok(others)

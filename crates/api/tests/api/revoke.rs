@@ -79,7 +79,8 @@ async fn revocations_are_kept_while_the_tokens_they_refuse_are_accepted() {
     let accepted_ms = ((max_lifetime + 2 * leeway) * 1000) as i64;
     let reply = disconnect(&app, "ann").await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    let kept_ms = pttl(&format!("{}revoked:user:ann", app.prefix)).await;
+    let kept_ms =
+        pttl(&notify_protocol::ChannelNames::new(app.prefix.clone()).revoked_user("ann")).await;
     assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
 
     let jti = unique("jti");
@@ -90,7 +91,8 @@ async fn revocations_are_kept_while_the_tokens_they_refuse_are_accepted() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    let kept_ms = pttl(&format!("{}revoked:jti:{jti}", app.prefix)).await;
+    let kept_ms =
+        pttl(&notify_protocol::ChannelNames::new(app.prefix.clone()).revoked_token(&jti)).await;
     assert!(kept_ms > accepted_ms, "{kept_ms} <= {accepted_ms}");
 
     let exp = now_secs() + 600;
@@ -101,7 +103,8 @@ async fn revocations_are_kept_while_the_tokens_they_refuse_are_accepted() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    let kept_ms = pttl(&format!("{}revoked:jti:{jti}", app.prefix)).await;
+    let kept_ms =
+        pttl(&notify_protocol::ChannelNames::new(app.prefix.clone()).revoked_token(&jti)).await;
     let until_ms = ((exp + leeway - now_secs()) * 1000) as i64;
     assert!(kept_ms > until_ms, "{kept_ms} <= {until_ms}");
 }

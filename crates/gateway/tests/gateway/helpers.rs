@@ -59,6 +59,8 @@ pub struct Cluster {
     pub db: TestDb,
     pub prefix: String,
     pub redis_url: String,
+    /// Seed nodes when the cluster runs on a Redis Cluster, else empty.
+    pub redis_cluster_nodes: String,
     pub api: String,
     /// The topic policy of the api and of every gateway started here.
     pub policy: Arc<TopicPolicy>,
@@ -77,7 +79,14 @@ impl Cluster {
     /// An api and gateways that follow this topic policy (TOML).
     pub async fn with_policy(policy: &str) -> Cluster {
         let policy = Arc::new(TopicPolicy::from_toml(policy).expect("a valid policy"));
-        Self::start_full(redis_url(), |url| url.to_owned(), policy).await
+        Self::start_full(redis_url(), String::new(), |url| url.to_owned(), policy).await
+    }
+
+    /// An api on a fresh database, publishing on a Redis Cluster, with this
+    /// topic policy (TOML).
+    pub async fn start_on_redis_cluster(nodes: String, policy: &str) -> Cluster {
+        let policy = Arc::new(TopicPolicy::from_toml(policy).expect("a valid policy"));
+        Self::start_full(redis_url(), nodes, |url| url.to_owned(), policy).await
     }
 
     /// Like `start_on`, with the api reaching the database through the URL
@@ -86,11 +95,12 @@ impl Cluster {
         redis_url: String,
         api_database: impl FnOnce(&str) -> String,
     ) -> Cluster {
-        Self::start_full(redis_url, api_database, Arc::default()).await
+        Self::start_full(redis_url, String::new(), api_database, Arc::default()).await
     }
 
     async fn start_full(
         redis_url: String,
+        redis_cluster_nodes: String,
         api_database: impl FnOnce(&str) -> String,
         policy: Arc<TopicPolicy>,
     ) -> Cluster {
@@ -105,6 +115,7 @@ impl Cluster {
             prefix.clone(),
         );
         config.topic_policy = policy.clone();
+        config.redis_cluster_nodes = redis_cluster_nodes.clone();
         let app = notify_api::Application::build(config).await.expect("api");
         let api = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -112,6 +123,7 @@ impl Cluster {
             db,
             prefix,
             redis_url,
+            redis_cluster_nodes,
             api,
             policy,
         }
@@ -122,6 +134,7 @@ impl Cluster {
             addr: "127.0.0.1:0".parse().unwrap(),
             node_id: None,
             redis_url: self.redis_url.clone(),
+            redis_cluster_nodes: self.redis_cluster_nodes.clone(),
             database_url: self.db.url.clone(),
             jwt: jwt(),
             channel_prefix: self.prefix.clone(),

@@ -12,6 +12,7 @@ mod idp;
 mod limits;
 mod logs;
 mod proxy_logs;
+mod redis_cluster;
 mod resilience;
 mod resume;
 mod revoke;

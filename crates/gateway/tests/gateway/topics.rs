@@ -37,7 +37,8 @@ impl Cluster {
         self.as_server("POST", "/v1/events", Some(body)).await
     }
 
-    /// Subscribers of a Redis channel of this test.
+    /// Subscribers of a Redis channel of this test (its name after the
+    /// prefix).
     async fn numsub(&self, channel: &str) -> u64 {
         let client = redis::Client::open(self.redis_url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -120,7 +121,7 @@ async fn topic_events_reach_subscribers_on_every_node_and_only_those_nodes() {
     let mut b = connect(&g2, &bob, &[]).await;
     assert_eq!(subscribe(&mut a, "news").await["snapshot"], Value::Null);
     subscribe(&mut b, "news").await;
-    assert_eq!(cluster.numsub("topic:news").await, 2);
+    assert_eq!(cluster.numsub("topic:{news}").await, 2);
 
     let data = json!({"headline": "Up", "nested": {"list": [1, 2.5, null]}});
     let (status, reply) = cluster
@@ -141,7 +142,7 @@ async fn topic_events_reach_subscribers_on_every_node_and_only_those_nodes() {
     let reply = ask(&mut b, json!({"type": "unsubscribe", "topic": "news"})).await;
     assert_eq!(reply, json!({"type": "unsubscribed", "topic": "news"}));
     eventually("g2 unsubscribed", Duration::from_secs(5), || async {
-        cluster.numsub("topic:news").await == 1
+        cluster.numsub("topic:{news}").await == 1
     })
     .await;
     let received = g2.metric("notify_gateway_broadcasts_received_total").await;
@@ -171,7 +172,7 @@ async fn topic_events_reach_subscribers_on_every_node_and_only_those_nodes() {
     // The last member leaving (by disconnecting) unsubscribes g1 too.
     drop(a);
     eventually("g1 unsubscribed", Duration::from_secs(5), || async {
-        cluster.numsub("topic:news").await == 0
+        cluster.numsub("topic:{news}").await == 0
     })
     .await;
 }
@@ -344,8 +345,8 @@ async fn the_policy_decides_who_subscribes_and_who_publishes() {
             .await,
         2
     );
-    assert_eq!(cluster.numsub("topic:ops.deploys").await, 0);
-    assert_eq!(cluster.numsub("topic:space:2").await, 0);
+    assert_eq!(cluster.numsub("topic:{ops.deploys}").await, 0);
+    assert_eq!(cluster.numsub("topic:{space:2}").await, 0);
 }
 
 #[actix_web::test]
@@ -524,7 +525,7 @@ async fn a_refresh_that_drops_a_role_leaves_the_topics_it_allowed() {
     eventually(
         "ops.deploys unsubscribed",
         Duration::from_secs(5),
-        || async { cluster.numsub("topic:ops.deploys").await == 0 },
+        || async { cluster.numsub("topic:{ops.deploys}").await == 0 },
     )
     .await;
 }
