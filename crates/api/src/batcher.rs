@@ -327,7 +327,9 @@ impl Flusher {
             .transaction(async |conn| {
                 let mut ids = Vec::with_capacity(rows.len());
                 for statement in &statements {
-                    let statement_ids = Notification::insert_batch(conn, statement).await?;
+                    let statement_ids =
+                        Notification::insert_batch_on(conn, statement, self.statements.returning)
+                            .await?;
                     if let (Some(&first), Some(&last)) =
                         (statement_ids.as_slice().first(), statement_ids.last())
                     {

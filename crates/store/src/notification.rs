@@ -129,13 +129,31 @@ impl Notification {
         conn: &mut AsyncMysqlConnection,
         rows: &[NewNotification<'_>],
     ) -> Result<Vec<u64>, StoreError> {
+        Self::insert_batch_on(conn, rows, false).await
+    }
+
+    /// [`Self::insert_batch`]; with `returning` (the server answers
+    /// `INSERT ... RETURNING`, see [`StatementLimit::returning`]) the ids
+    /// come back with the insert: one statement instead of two.
+    pub async fn insert_batch_on(
+        conn: &mut AsyncMysqlConnection,
+        rows: &[NewNotification<'_>],
+        returning: bool,
+    ) -> Result<Vec<u64>, StoreError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let inserted = diesel::insert_into(notifications::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
+        let insert = diesel::insert_into(notifications::table).values(rows);
+        if returning {
+            let ids: Vec<u64> = ReturningIds(insert).load(conn).await?;
+            if ids.len() != rows.len() {
+                return Err(StoreError::Query(
+                    diesel::result::Error::RollbackTransaction,
+                ));
+            }
+            return Ok(ids);
+        }
+        let inserted = insert.execute(conn).await?;
         let first = last_insert_id_of(conn).await?;
         if inserted != rows.len() {
             return Err(StoreError::Query(
@@ -301,6 +319,28 @@ impl Notification {
 pub struct StatementLimit {
     pub max_rows: usize,
     pub max_bytes: usize,
+    /// The server answers `INSERT ... RETURNING` (MariaDB 10.5 and later):
+    /// the ids come with the insert instead of from a second statement.
+    pub returning: bool,
+}
+
+#[derive(QueryableByName)]
+struct ServerVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// Whether a server reporting this `VERSION()` answers
+/// `INSERT ... RETURNING`: MariaDB from 10.5 on (MySQL has no RETURNING).
+pub fn answers_returning(version: &str) -> bool {
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (10, 5),
+        _ => false,
+    }
 }
 
 #[derive(QueryableByName)]
@@ -318,7 +358,13 @@ impl StatementLimit {
             diesel::sql_query("SELECT CAST(@@max_allowed_packet AS SIGNED) AS bytes")
                 .get_result(conn)
                 .await?;
-        Self::for_packet(u64::try_from(packet.bytes).unwrap_or(0))
+        let server: ServerVersion = diesel::sql_query("SELECT VERSION() AS version")
+            .get_result(conn)
+            .await?;
+        Ok(Self {
+            returning: answers_returning(&server.version),
+            ..Self::for_packet(u64::try_from(packet.bytes).unwrap_or(0))?
+        })
     }
 
     /// Statements of at most half of `max_allowed_packet`: the estimate of
@@ -334,6 +380,7 @@ impl StatementLimit {
         Ok(Self {
             max_rows: MAX_STATEMENT_ROWS,
             max_bytes: usize::try_from(max_allowed_packet / 2).unwrap_or(usize::MAX),
+            returning: false,
         })
     }
 
@@ -371,6 +418,29 @@ struct AutoIncSettings {
     increment: i64,
     #[diesel(sql_type = Bigint)]
     lock_mode: i64,
+}
+
+/// An INSERT followed by `RETURNING id` (MariaDB), loaded as the ids in
+/// row order.
+#[derive(diesel::query_builder::QueryId)]
+struct ReturningIds<Q>(Q);
+
+impl<Q> diesel::query_builder::QueryFragment<diesel::mysql::Mysql> for ReturningIds<Q>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::mysql::Mysql>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::mysql::Mysql>,
+    ) -> QueryResult<()> {
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(" RETURNING id");
+        Ok(())
+    }
+}
+
+impl<Q> diesel::query_builder::Query for ReturningIds<Q> {
+    type SqlType = diesel::sql_types::Unsigned<Bigint>;
 }
 
 /// Refuses to run against a server whose auto-increment settings would make
@@ -411,9 +481,19 @@ mod tests {
     }
 
     #[test]
+    fn returning_is_used_where_the_server_answers_it() {
+        assert!(answers_returning("10.11.6-MariaDB-0+deb12u1"));
+        assert!(answers_returning("10.5.0-MariaDB"));
+        assert!(!answers_returning("10.4.32-MariaDB"));
+        assert!(!answers_returning("8.0.36"));
+        assert!(!answers_returning("MariaDB"));
+    }
+
+    #[test]
     fn statements_keep_order_and_stay_within_rows_and_bytes() {
         let message = "x".repeat(10_000);
         let limit = StatementLimit {
+            returning: false,
             max_rows: 3,
             max_bytes: 25_000,
         };
@@ -448,6 +528,7 @@ mod tests {
         let limit = StatementLimit {
             max_rows: 2000,
             max_bytes: 20_000,
+            returning: false,
         };
         let rows = [row("a", "m"), row("b", &large), row("c", "m")];
         let statements = limit.statements(&rows);
