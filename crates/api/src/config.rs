@@ -3,6 +3,8 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `DATABASE_URL` | required | `mysql://user:pass@host:3306/db` |
+//! | `DATABASE_READ_URL` | none | A read replica of `DATABASE_URL` for feed reads (`GET /api/notifications`, unread counts); see `DATABASE_READ_MAX_LAG_MS` |
+//! | `DATABASE_READ_MAX_LAG_MS` | `2000` | How far behind the primary the replica may be for feed reads to use it; the primary serves them otherwise, and serves a user's reads for this long after they changed their feed |
 //! | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis used to publish events |
 //! | `REDIS_CLUSTER_NODES` | none | Comma-separated `host:port` seed nodes of a Redis Cluster; when set, used instead of `REDIS_URL` (events go over sharded pub/sub) |
 //! | `JWT_SECRET` | required unless one below is set | HS256 secret that signs user tokens |
@@ -58,6 +60,10 @@ pub const MIN_API_KEY_CHARS: usize = 24;
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// A read replica for feed reads, if any.
+    pub database_read_url: Option<String>,
+    /// The most a replica may lag for feed reads to go to it.
+    pub database_read_max_lag: Duration,
     pub redis_url: String,
     /// Seed nodes of a Redis Cluster (comma-separated); empty for a single
     /// Redis at `redis_url`.
@@ -111,6 +117,8 @@ impl Config {
     ) -> Config {
         Config {
             database_url,
+            database_read_url: None,
+            database_read_max_lag: Duration::from_secs(2),
             redis_url,
             redis_cluster_nodes: String::new(),
             jwt,
@@ -156,6 +164,10 @@ impl Config {
         }
         Ok(Self {
             database_url: required("DATABASE_URL")?,
+            database_read_url: optional("DATABASE_READ_URL"),
+            database_read_max_lag: parsed::<u64>("DATABASE_READ_MAX_LAG_MS")?
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(2)),
             redis_url: optional("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
             redis_cluster_nodes: optional("REDIS_CLUSTER_NODES").unwrap_or_default(),
             jwt: jwt_config()?,

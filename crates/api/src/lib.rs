@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod housekeeping;
 pub mod limits;
+pub mod reads;
 pub mod routes;
 pub mod signed;
 pub mod startup;

@@ -28,6 +28,7 @@ use crate::batcher::Batcher;
 use crate::config::Config;
 use crate::housekeeping;
 use crate::limits::RateLimits;
+use crate::reads::FeedReads;
 use crate::routes;
 use crate::state::AppState;
 use crate::sweeper;
@@ -122,8 +123,19 @@ impl Application {
             channels.clone(),
             &config.chat,
         );
+        let (reads, replica_watch) = match &config.database_read_url {
+            Some(url) => {
+                let replica = notify_store::build_pool(url, config.database_pool_size)
+                    .context("building the read replica's MySQL pool")?;
+                let (reads, task) =
+                    FeedReads::with_replica(db.clone(), replica, config.database_read_max_lag);
+                (reads, Some(task))
+            }
+            None => (FeedReads::primary_only(), None),
+        };
         let state = web::Data::new(AppState {
             gate,
+            reads,
             db,
             batcher,
             redis,
@@ -212,7 +224,10 @@ impl Application {
             publisher_task,
             forget_published,
             chat_tasks,
-            background: vec![sweeper, pruner, keeper],
+            background: [sweeper, pruner, keeper]
+                .into_iter()
+                .chain(replica_watch)
+                .collect(),
         })
     }
 

@@ -15,6 +15,8 @@ use notify_store::DbPool;
 
 pub struct AppState {
     pub db: DbPool,
+    /// Where feed reads go (a read replica within its bound, or `db`).
+    pub reads: crate::reads::FeedReads,
     pub batcher: Batcher,
     pub redis: RedisPool,
     pub publisher: Publisher,

@@ -102,6 +102,12 @@ impl ChannelNames {
         format!("{}sessions:{user}", self.shared)
     }
 
+    /// Set while a user's feed reads must see their own recent changes
+    /// (they go to the primary, not a read replica).
+    pub fn feed_written(&self, user: &str) -> String {
+        format!("{}feed-written:{user}", self.prefix)
+    }
+
     /// When a user's last connection ended.
     pub fn last_seen(&self, user: &str) -> String {
         format!("{}last-seen:{user}", self.shared)

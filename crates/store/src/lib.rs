@@ -8,6 +8,7 @@ pub mod chat;
 pub mod connection_log;
 pub mod delivery;
 pub mod error;
+pub mod heartbeat;
 pub mod idempotency;
 pub mod migrate;
 pub mod notification;

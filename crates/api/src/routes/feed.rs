@@ -33,7 +33,7 @@ pub async fn list(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
-    let mut conn = pool::get(&state.db).await?;
+    let mut conn = state.reads.conn(&state, &user).await?;
     // One extra row tells whether another page exists.
     let mut page = Notification::page(
         &mut conn,
@@ -59,7 +59,7 @@ pub async fn unread_count(
     AuthUser(user): AuthUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = pool::get(&state.db).await?;
+    let mut conn = state.reads.conn(&state, &user).await?;
     let unread_count = Notification::unread_count(&mut conn, &user).await?;
     Ok(HttpResponse::Ok().json(json!({ "unread_count": unread_count })))
 }
@@ -70,6 +70,8 @@ pub async fn read_one(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    // Before the write: a read racing with its commit goes to the primary.
+    state.reads.wrote(&state, &user).await;
     let mut conn = pool::get(&state.db).await?;
     let outcome = Notification::mark_one_read(&mut conn, &user, id, notify_store::now()).await?;
     if outcome == ReadOutcome::NotFound {
@@ -91,6 +93,7 @@ pub async fn read_all(
     AuthUser(user): AuthUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.reads.wrote(&state, &user).await;
     let mut conn = pool::get(&state.db).await?;
     let (updated, up_to) =
         Notification::mark_all_read(&mut conn, &user, notify_store::now()).await?;
@@ -112,6 +115,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    state.reads.wrote(&state, &user).await;
     let mut conn = pool::get(&state.db).await?;
     if !Notification::delete(&mut conn, &user, id).await? {
         return Err(ApiError::NotFound);

@@ -15,6 +15,7 @@ mod limits;
 mod logs;
 mod mysql_server;
 mod publish;
+mod replica;
 mod revoke;
 mod send;
 mod signed;
