@@ -8,7 +8,9 @@
 # For each rate: USERS (2000) connected users, one POST per notification for
 # DURATION (20) seconds, end-to-end delivery latency, and the CPU seconds
 # every process used (the load generator included). Then idle memory per
-# connection (loadtest/memory.sh). Uses its own ports and database.
+# connection (loadtest/memory.sh; BENCH_MEMORY=0 skips it). Uses its own
+# ports and database; on a Redis Cluster when REDIS_CLUSTER_NODES is set
+# (scripts/redis-cluster with -- loadtest/bench.sh ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,8 @@ for rate in $RATES; do
 done
 bench_finish
 trap - EXIT
-echo
-loadtest/memory.sh "${MEMORY_CONNECTIONS:-10000}"
+if [ "${BENCH_MEMORY:-1}" != 0 ]; then
+  echo
+  loadtest/memory.sh "${MEMORY_CONNECTIONS:-10000}"
+fi
 exit $status
