@@ -29,7 +29,6 @@
 //! | `WRITE_CONCURRENCY` | `1` | transactions storing new notifications at once; requests arriving meanwhile are batched into the next one |
 //! | `SWEEP_INTERVAL_SECS` | `5` | how often each node republishes notifications whose event was never published |
 //! | `SWEEP_MIN_AGE_SECS` | `10` | unpublished batches younger than this are left to the normal path |
-//! | `REDIS_POOL_SIZE` | `8` | Redis connections per process |
 //! | `CHANNEL_PREFIX` | empty | prepended to every Redis channel name |
 //! | `API_KEY_RATE` / `API_KEY_BURST` | `20000` / `20000` | requests per second (and burst) one API key may send; beyond: 429 |
 //! | `USER_RATE` / `USER_BURST` | `20` / `60` | feed requests per second (and burst) per user; beyond: 429 |
@@ -79,7 +78,6 @@ pub struct Config {
     pub write_concurrency: usize,
     pub sweep_every: Duration,
     pub sweep_min_age: Duration,
-    pub redis_pool_size: usize,
     pub channel_prefix: String,
     pub per_key: Rate,
     pub per_user: Rate,
@@ -131,7 +129,6 @@ impl Config {
             write_concurrency: 2,
             sweep_every: Duration::from_millis(200),
             sweep_min_age: Duration::from_secs(1),
-            redis_pool_size: 2,
             channel_prefix,
             per_key: Rate {
                 per_second: 100_000,
@@ -180,7 +177,6 @@ impl Config {
             write_concurrency: parsed("WRITE_CONCURRENCY")?.unwrap_or(1),
             sweep_every: Duration::from_secs(parsed("SWEEP_INTERVAL_SECS")?.unwrap_or(5)),
             sweep_min_age: Duration::from_secs(parsed("SWEEP_MIN_AGE_SECS")?.unwrap_or(10)),
-            redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(8),
             channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
             per_key: Rate {
                 per_second: parsed("API_KEY_RATE")?.unwrap_or(20_000),

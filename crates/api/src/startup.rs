@@ -81,8 +81,8 @@ impl Application {
                 .await
                 .context("reading MySQL's max_allowed_packet")?
         };
-        let redis = notify_bus::build_pool(&config.redis_target(), config.redis_pool_size)
-            .context("building the Redis pool")?;
+        let redis =
+            notify_bus::build_pool(&config.redis_target()).context("building the Redis pool")?;
         let publish_command = redis.publish_command();
         let (published_tx, published_rx) = tokio::sync::mpsc::channel(1024);
         let (publisher, publisher_task) =

@@ -220,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn a_large_dead_process_is_reaped_in_bounded_calls() {
         let pool =
-            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url()), 2).unwrap();
+            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url())).unwrap();
         let names = ChannelNames::new(format!("{}:", notify_testkit::unique("reap")));
         let prefix = names.script_prefix().to_owned();
         let mut conn = pool.get().await.unwrap();

@@ -1,14 +1,16 @@
-//! The Redis connections used for commands and publishing, on a single
-//! Redis or a Redis Cluster. Subscribing never uses these: a pooled
-//! connection is recycled with PING, which a connection in subscriber mode
-//! cannot answer (see the gateway's broker for the subscriber side).
+//! The Redis connection used for commands and publishing, on a single
+//! Redis or a Redis Cluster: one multiplexed connection per process (per
+//! node on a cluster), shared by every task, which pipelines concurrent
+//! requests on it. A pool of connections checked out one request at a time
+//! cost two more round trips per request (its recycle check, PING and
+//! UNWATCH) and most of Redis's CPU at everyday load. Subscribing never uses
+//! it (see the gateway's broker for the subscriber side).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::{Config, Pool, Runtime};
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
@@ -82,38 +84,37 @@ impl RedisTarget {
     }
 }
 
-/// Connections for commands: a deadpool pool on a single Redis; on a
-/// cluster, one multiplexed cluster connection (it holds one connection per
-/// node and pipelines concurrent requests on it), rebuilt from the seed
-/// nodes after it fails.
+/// The shared connection: made on first use and made again after a request
+/// failed for lack of a connection (on a cluster, from the seed nodes,
+/// which also rereads the slot map after a failover).
 #[derive(Clone)]
 pub struct RedisPool {
-    kind: PoolKind,
+    shared: Arc<Shared>,
     target: RedisTarget,
 }
 
-#[derive(Clone)]
-enum PoolKind {
-    Single(Pool),
-    Cluster(Arc<SharedCluster>),
+enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
 }
 
-struct SharedCluster {
-    client: ClusterClient,
-    connection: Mutex<Option<ClusterConnection>>,
-    /// Set by a request that failed for lack of a connection: the next
-    /// `get` starts over from the seed nodes, which also rereads the slot
-    /// map after a failover.
+struct Shared {
+    client: Client,
+    connection: Mutex<Option<Connection>>,
+    /// Set by a request that failed for lack of a connection.
     broken: AtomicBool,
 }
 
-/// A connection taken from the pool (returned to it when dropped), or a
-/// handle on the shared cluster connection.
-pub struct RedisConnection(Connection);
+/// A handle on the shared connection.
+pub struct RedisConnection {
+    connection: Connection,
+    shared: Arc<Shared>,
+}
 
+#[derive(Clone)]
 enum Connection {
-    Single(deadpool_redis::Connection),
-    Cluster(ClusterConnection, Arc<SharedCluster>),
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,65 +125,48 @@ pub enum BusError {
     Unavailable(String),
 }
 
-pub fn build_pool(target: &RedisTarget, max_size: usize) -> Result<RedisPool, BusError> {
-    let kind = match target {
-        RedisTarget::Single(url) => PoolKind::Single(
-            Config::from_url(url)
-                .builder()
-                .map_err(|e| BusError::Config(e.to_string()))?
-                .max_size(max_size)
-                .runtime(Runtime::Tokio1)
-                .wait_timeout(Some(CALL_TIMEOUT))
-                .create_timeout(Some(CALL_TIMEOUT))
-                .recycle_timeout(Some(CALL_TIMEOUT))
-                .build()
-                .map_err(|e| BusError::Config(e.to_string()))?,
+pub fn build_pool(target: &RedisTarget) -> Result<RedisPool, BusError> {
+    let client = match target {
+        RedisTarget::Single(url) => Client::Single(
+            redis::Client::open(url.as_str()).map_err(|e| BusError::Config(e.to_string()))?,
         ),
-        RedisTarget::Cluster(nodes) => PoolKind::Cluster(Arc::new(SharedCluster {
-            client: RedisTarget::cluster_client(nodes, |builder| builder)?,
-            connection: Mutex::new(None),
-            broken: AtomicBool::new(false),
-        })),
+        RedisTarget::Cluster(nodes) => {
+            Client::Cluster(RedisTarget::cluster_client(nodes, |builder| builder)?)
+        }
     };
     Ok(RedisPool {
-        kind,
+        shared: Arc::new(Shared {
+            client,
+            connection: Mutex::new(None),
+            broken: AtomicBool::new(false),
+        }),
         target: target.clone(),
     })
 }
 
 impl RedisPool {
-    /// A connection; failing to get one means Redis is unavailable.
+    /// A handle on the shared connection; failing to get one means Redis is
+    /// unavailable.
     pub async fn get(&self) -> Result<RedisConnection, BusError> {
-        match &self.kind {
-            PoolKind::Single(pool) => pool
-                .get()
-                .await
-                .map(|conn| RedisConnection(Connection::Single(conn)))
-                .map_err(unavailable),
-            PoolKind::Cluster(shared) => {
-                let mut held = shared.connection.lock().await;
-                if shared.broken.swap(false, Ordering::Relaxed) {
-                    *held = None;
-                }
-                let connection = match held.as_ref() {
-                    Some(connection) => connection.clone(),
-                    None => {
-                        let connection = tokio::time::timeout(
-                            CALL_TIMEOUT * 2,
-                            shared.client.get_async_connection(),
-                        )
-                        .await
-                        .map_err(|_| BusError::Unavailable("connecting timed out".into()))?
-                        .map_err(unavailable)?;
-                        held.insert(connection).clone()
-                    }
-                };
-                Ok(RedisConnection(Connection::Cluster(
-                    connection,
-                    shared.clone(),
-                )))
-            }
+        let shared = &self.shared;
+        let mut held = shared.connection.lock().await;
+        if shared.broken.swap(false, Ordering::Relaxed) {
+            *held = None;
         }
+        let connection = match held.as_ref() {
+            Some(connection) => connection.clone(),
+            None => {
+                let connection = tokio::time::timeout(CALL_TIMEOUT * 2, shared.connect())
+                    .await
+                    .map_err(|_| BusError::Unavailable("connecting timed out".into()))?
+                    .map_err(unavailable)?;
+                held.insert(connection).clone()
+            }
+        };
+        Ok(RedisConnection {
+            connection,
+            shared: shared.clone(),
+        })
     }
 
     pub fn target(&self) -> &RedisTarget {
@@ -212,21 +196,33 @@ impl RedisPool {
     }
 }
 
-impl RedisConnection {
-    /// Another handle on the same cluster connection, for requests sent
-    /// concurrently; None on a single Redis, whose pooled connections are
-    /// not shared.
-    pub fn try_clone(&self) -> Option<Self> {
-        match &self.0 {
-            Connection::Single(_) => None,
-            Connection::Cluster(conn, shared) => {
-                Some(Self(Connection::Cluster(conn.clone(), shared.clone())))
-            }
+impl Clone for RedisConnection {
+    /// Another handle on the same connection, for requests sent
+    /// concurrently.
+    fn clone(&self) -> Self {
+        Self {
+            connection: self.connection.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
-impl SharedCluster {
+impl Shared {
+    async fn connect(&self) -> redis::RedisResult<Connection> {
+        match &self.client {
+            Client::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CALL_TIMEOUT))
+                    .set_response_timeout(Some(CALL_TIMEOUT));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Connection::Single)
+            }
+            Client::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+        }
+    }
+
     fn note<T>(&self, result: &redis::RedisResult<T>) {
         if let Err(error) = result {
             if error.is_io_error()
@@ -243,14 +239,14 @@ impl SharedCluster {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.0 {
-            Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(conn, shared) => Box::pin(async move {
-                let result = conn.req_packed_command(cmd).await;
-                shared.note(&result);
-                result
-            }),
-        }
+        Box::pin(async move {
+            let result = match &mut self.connection {
+                Connection::Single(conn) => conn.req_packed_command(cmd).await,
+                Connection::Cluster(conn) => conn.req_packed_command(cmd).await,
+            };
+            self.shared.note(&result);
+            result
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -259,20 +255,20 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match &mut self.0 {
-            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(conn, shared) => Box::pin(async move {
-                let result = conn.req_packed_commands(cmd, offset, count).await;
-                shared.note(&result);
-                result
-            }),
-        }
+        Box::pin(async move {
+            let result = match &mut self.connection {
+                Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count).await,
+                Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count).await,
+            };
+            self.shared.note(&result);
+            result
+        })
     }
 
     fn get_db(&self) -> i64 {
-        match &self.0 {
+        match &self.connection {
             Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(..) => 0,
+            Connection::Cluster(_) => 0,
         }
     }
 }

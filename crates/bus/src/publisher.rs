@@ -311,13 +311,8 @@ pub async fn publish_now<'a>(
         pool.publish_in(pipe, channel, payload).ignore();
     }
     let sends = by_slot.into_values().map(|pipe| {
-        let handle = conn.try_clone();
-        async move {
-            let mut conn = handle.ok_or_else(|| {
-                redis::RedisError::from((redis::ErrorKind::Io, "not a cluster connection"))
-            })?;
-            pipe.query_async::<()>(&mut conn).await
-        }
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
     });
     futures_util::future::join_all(sends)
         .await
@@ -339,7 +334,7 @@ mod tests {
     /// A Redis nobody answers on: the publishing task stays busy retrying
     /// its first entry, so what is queued stays counted.
     fn unreachable_pool() -> RedisPool {
-        crate::build_pool(&crate::RedisTarget::Single("redis://127.0.0.1:1".into()), 1).unwrap()
+        crate::build_pool(&crate::RedisTarget::Single("redis://127.0.0.1:1".into())).unwrap()
     }
 
     fn events(count: usize, size: usize) -> Vec<(String, String)> {

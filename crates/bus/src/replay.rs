@@ -40,7 +40,7 @@ mod tests {
     #[tokio::test]
     async fn a_claimed_id_is_kept_beyond_the_window_its_timestamp_is_accepted_in() {
         let pool =
-            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url()), 2).unwrap();
+            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url())).unwrap();
         let key = notify_testkit::unique("replay");
         assert!(claim_once(&pool, &key, REPLAY_TTL_SECS).await.unwrap());
         assert!(!claim_once(&pool, &key, REPLAY_TTL_SECS).await.unwrap());

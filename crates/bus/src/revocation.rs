@@ -128,7 +128,7 @@ mod tests {
     /// A pool on the test Redis and names no other test uses.
     fn redis() -> (RedisPool, ChannelNames) {
         let pool =
-            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url()), 2).unwrap();
+            crate::build_pool(&crate::RedisTarget::Single(notify_testkit::redis_url())).unwrap();
         let names = ChannelNames::new(format!("{}:", notify_testkit::unique("revocation")));
         (pool, names)
     }

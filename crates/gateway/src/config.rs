@@ -29,7 +29,6 @@
 //! | `STATS_INTERVAL_SECS` | `60` | how often connection counts are logged |
 //! | `GATEWAY_WORKERS` | number of CPUs | HTTP worker threads |
 //! | `DATABASE_POOL_SIZE` | `4` | MySQL connections per node |
-//! | `REDIS_POOL_SIZE` | `4` | Redis connections to publish read marks and check revocations |
 //! | `TOPIC_POLICY` | unset (any user may subscribe to any topic, no client may publish, no presence) | the topic policy file, the same as the api's |
 //! | `JWT_ROLES_CLAIM` | `roles` | the claim holding a token's roles |
 //! | `MAX_TOPICS_PER_CONNECTION` | `100` | topics one connection may subscribe to |
@@ -182,7 +181,6 @@ pub struct Config {
     pub publish_lag: Duration,
     pub workers: Option<usize>,
     pub database_pool_size: usize,
-    pub redis_pool_size: usize,
     /// The event Socket.IO clients get new notifications under (the name
     /// the frontends moving over already listen to).
     pub socketio_event: NotificationEvent,
@@ -265,7 +263,6 @@ impl Config {
             publish_lag: secs("PUBLISH_LAG_SECS", Duration::from_secs(15))?,
             workers: parsed("GATEWAY_WORKERS")?,
             database_pool_size: parsed("DATABASE_POOL_SIZE")?.unwrap_or(4),
-            redis_pool_size: parsed("REDIS_POOL_SIZE")?.unwrap_or(4),
             socketio_event: parsed("SOCKETIO_NOTIFICATION_EVENT")?
                 .unwrap_or(NotificationEvent::NewNotification),
         })

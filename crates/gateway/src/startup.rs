@@ -81,8 +81,8 @@ impl Application {
         let db = notify_store::build_pool(&config.database_url, config.database_pool_size)
             .context("building the MySQL pool")?;
         let (acks, acks_task) = Acks::start(db.clone());
-        let redis = notify_bus::build_pool(&config.redis_target(), config.redis_pool_size)
-            .context("building the Redis pool")?;
+        let redis =
+            notify_bus::build_pool(&config.redis_target()).context("building the Redis pool")?;
         // Offline chat notices are new notifications: their outbox rows are
         // deleted once published, as the api does.
         let (published_tx, published_rx) = tokio::sync::mpsc::channel(256);

@@ -21,18 +21,23 @@ impl RedisCluster {
     pub async fn start() -> RedisCluster {
         let dir = std::env::temp_dir().join(crate::unique("redis-cluster"));
         std::fs::create_dir_all(&dir).unwrap();
-        // Held until every port is chosen, so no two are the same.
-        let listeners: Vec<TcpListener> = (0..6)
+        // Held until every port is chosen, so no two are the same. Each node
+        // also needs a cluster bus port: chosen here too, since the default
+        // (its port + 10,000) may be taken or out of range.
+        let listeners: Vec<TcpListener> = (0..12)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let ports: Vec<u16> = listeners
+        let chosen: Vec<u16> = listeners
             .iter()
             .map(|l| l.local_addr().unwrap().port())
             .collect();
         drop(listeners);
+        let (ports, bus_ports) = chosen.split_at(6);
+        let ports = ports.to_vec();
         let children = ports
             .iter()
-            .map(|port| Some(spawn_node(&dir, *port)))
+            .zip(bus_ports)
+            .map(|(port, bus)| Some(spawn_node(&dir, *port, *bus)))
             .collect();
         let cluster = RedisCluster {
             ports,
@@ -120,6 +125,35 @@ impl RedisCluster {
         panic!("no master serves slot {slot}");
     }
 
+    /// Moves the (keyless) slot of `name` to another master, the way
+    /// resharding does (IMPORTING, MIGRATING, then NODE on every master);
+    /// returns the new owner's port.
+    pub fn move_slot_of(&self, name: &str) -> u16 {
+        let from = self.master_of(name);
+        let slot = cli(from, &["CLUSTER", "KEYSLOT", name]).trim().to_owned();
+        let masters: Vec<u16> = self
+            .ports
+            .iter()
+            .zip(&self.children)
+            .filter(|(port, child)| {
+                child.is_some() && cli(**port, &["ROLE"]).lines().next() == Some("master")
+            })
+            .map(|(port, _)| *port)
+            .collect();
+        let to = *masters.iter().find(|port| **port != from).unwrap();
+        let id = |port: u16| cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        for port in [to, from]
+            .into_iter()
+            .chain(masters.iter().copied().filter(|p| *p != from && *p != to))
+        {
+            cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+        to
+    }
+
     /// SIGKILLs the node on `port`.
     pub fn kill(&mut self, port: u16) {
         let index = self.ports.iter().position(|p| *p == port).unwrap();
@@ -192,10 +226,11 @@ impl RedisCluster {
     }
 }
 
-fn spawn_node(dir: &std::path::Path, port: u16) -> Child {
+fn spawn_node(dir: &std::path::Path, port: u16, bus_port: u16) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-port", &bus_port.to_string()])
         .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
         .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
         // A replica may take over however long it was apart from its master.

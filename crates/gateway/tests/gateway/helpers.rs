@@ -161,7 +161,6 @@ impl Cluster {
             publish_lag: Duration::from_secs(15),
             workers: Some(1),
             database_pool_size: 2,
-            redis_pool_size: 2,
             socketio_event: notify_protocol::socketio::NotificationEvent::NewNotification,
         }
     }

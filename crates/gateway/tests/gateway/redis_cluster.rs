@@ -182,3 +182,43 @@ async fn a_master_killed_mid_stream_loses_no_notification() {
     })
     .await;
 }
+
+/// A user's slot moves to another master (resharding): the old owner drops
+/// the subscription, the gateway subscribes on the new owner and catches
+/// up, and notifications sent before, during and after arrive.
+#[actix_web::test]
+async fn a_slot_moved_to_another_master_keeps_delivering() {
+    let redis = RedisCluster::start().await;
+    let cluster = Cluster::start_on_redis_cluster(redis.seeds(), POLICY).await;
+    let g = cluster.gateway().await;
+    let names = ChannelNames::new(cluster.prefix.clone());
+    let (mut client, _) = g.connect("moving").await;
+    let before = cluster.notify(&["moving"], "before").await;
+    assert_eq!(client.notification_id().await, before[0]);
+
+    let channel = names.user("moving");
+    let owner = redis.move_slot_of(&channel);
+    assert_eq!(redis.master_of(&channel), owner);
+    let mut sent = BTreeSet::new();
+    for i in 0..5 {
+        sent.extend(cluster.notify(&["moving"], &format!("after {i}")).await);
+    }
+    eventually(
+        "subscribed on the new owner",
+        Duration::from_secs(15),
+        || async {
+            redis
+                .shard_subscriptions(&channel)
+                .iter()
+                .any(|(port, _, channels)| *port == owner && channels.contains(&channel))
+        },
+    )
+    .await;
+    sent.extend(cluster.notify(&["moving"], "settled").await);
+    while !sent.is_empty() {
+        let frame = client.text().await;
+        if frame["type"] == "notification" {
+            sent.remove(&frame["notification"]["id"].as_u64().unwrap());
+        }
+    }
+}
