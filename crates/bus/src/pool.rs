@@ -95,7 +95,7 @@ pub struct RedisPool {
 
 enum Client {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 struct Shared {
@@ -131,7 +131,9 @@ pub fn build_pool(target: &RedisTarget) -> Result<RedisPool, BusError> {
             redis::Client::open(url.as_str()).map_err(|e| BusError::Config(e.to_string()))?,
         ),
         RedisTarget::Cluster(nodes) => {
-            Client::Cluster(RedisTarget::cluster_client(nodes, |builder| builder)?)
+            Client::Cluster(Box::new(RedisTarget::cluster_client(nodes, |builder| {
+                builder
+            })?))
         }
     };
     Ok(RedisPool {
