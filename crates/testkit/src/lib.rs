@@ -197,6 +197,16 @@ async fn drop_database(admin: &str, name: &str) -> Result<(), diesel::result::Er
 /// Waits for `check` to hold, polling; for states that have no event to
 /// await (a process's readiness, a server-side count). Panics after
 /// `timeout`.
+/// Waits until something accepts TCP connections on loopback `port`.
+pub async fn listening(what: &str, port: u16) {
+    eventually(what, std::time::Duration::from_secs(10), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
 pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut check: F)
 where
     F: FnMut() -> Fut,

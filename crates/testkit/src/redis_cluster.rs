@@ -44,17 +44,8 @@ impl RedisCluster {
             children,
             dir,
         };
-        for port in cluster.ports.clone() {
-            crate::eventually(
-                "a cluster node to listen",
-                Duration::from_secs(10),
-                || async move {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .is_ok()
-                },
-            )
-            .await;
+        for port in &cluster.ports {
+            crate::listening("a cluster node to listen", *port).await;
         }
         let addresses: Vec<String> = cluster
             .ports

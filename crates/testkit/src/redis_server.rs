@@ -2,7 +2,6 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 pub struct RedisServer {
     pub port: u16,
@@ -37,17 +36,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed");
         self.child = Some(child);
-        let port = self.port;
-        crate::eventually(
-            "redis-server to listen",
-            Duration::from_secs(10),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        crate::listening("redis-server to listen", self.port).await;
     }
 
     /// Kills the server at once (SIGKILL): connections drop without notice.
