@@ -252,8 +252,8 @@ async fn collect(
     }
 }
 
-/// Times a batch rolled back for a lock conflict is run in all.
-const LOCK_CONFLICT_ATTEMPTS: u32 = 3;
+/// Times a batch rolled back as a deadlock victim is run in all.
+const DEADLOCK_ATTEMPTS: u32 = 3;
 
 impl Flusher {
     async fn flush(&self, writer: &mut Writer, batch: Vec<Job>) {
@@ -289,9 +289,10 @@ impl Flusher {
         }
     }
 
-    /// [`Self::write`], run again when InnoDB rolled it back for a lock
-    /// conflict (a deadlock with the outbox's deletes, for instance): the
-    /// server asks for exactly that, and nothing of it was kept.
+    /// [`Self::write`], run again when InnoDB rolled it back as a deadlock's
+    /// victim (with the outbox's deletes, for instance): the server asks for
+    /// exactly that, nothing of it was kept, and it failed at once (a lock
+    /// wait timeout, which takes seconds, is not retried here).
     async fn write_retrying(
         &self,
         writer: &mut Writer,
@@ -300,8 +301,8 @@ impl Flusher {
         let mut attempt = 1;
         loop {
             match self.write(writer, subs).await {
-                Err(error) if error.is_lock_conflict() && attempt < LOCK_CONFLICT_ATTEMPTS => {
-                    tracing::debug!(%error, attempt, "batch rolled back for a lock conflict, running it again");
+                Err(error) if error.is_deadlock() && attempt < DEADLOCK_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "batch rolled back as a deadlock victim, running it again");
                     attempt += 1;
                 }
                 result => return result,

@@ -177,7 +177,7 @@ impl Config {
             write_concurrency: parsed("WRITE_CONCURRENCY")?.unwrap_or(1),
             sweep_every: Duration::from_secs(parsed("SWEEP_INTERVAL_SECS")?.unwrap_or(5)),
             sweep_min_age: Duration::from_secs(parsed("SWEEP_MIN_AGE_SECS")?.unwrap_or(10)),
-            channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
+            channel_prefix: channel_prefix()?,
             per_key: Rate {
                 per_second: parsed("API_KEY_RATE")?.unwrap_or(20_000),
                 burst: parsed("API_KEY_BURST")?.unwrap_or(20_000),
@@ -240,4 +240,15 @@ fn cors_origins(list: &str) -> anyhow::Result<Vec<String>> {
             Ok(origin.to_owned())
         })
         .collect()
+}
+
+/// `CHANNEL_PREFIX`, which must not contain a hash tag's braces: they would
+/// move every name into one Redis Cluster slot, or split a topic from its
+/// snapshot.
+fn channel_prefix() -> anyhow::Result<String> {
+    let prefix = optional("CHANNEL_PREFIX").unwrap_or_default();
+    if !notify_protocol::ChannelNames::valid_prefix(&prefix) {
+        anyhow::bail!("CHANNEL_PREFIX must not contain '{{' or '}}'");
+    }
+    Ok(prefix)
 }

@@ -3,13 +3,17 @@
 //! otherwise.
 //!
 //! - How far behind: the api rewrites one heartbeat row on the primary every
-//!   quarter of the bound and reads it back on the replica; its age is the
-//!   replica's lag (as pt-heartbeat measures it). A replica that cannot be
+//!   quarter of the bound (the primary's time) and reads it back on the
+//!   replica (against the replica's time); its age is the replica's lag, as
+//!   pt-heartbeat measures it (keep the database servers' clocks in sync). A replica that cannot be
 //!   reached, has no heartbeat or lags more is not used until it catches up.
-//! - Reading one's own writes: a user who marked read or deleted is served
-//!   by the primary for twice the bound after it (a key in Redis, so every
-//!   api node knows), so a page read right after `read-all` shows it. If
-//!   Redis cannot be asked, the primary serves.
+//! - Reading one's own writes: a user who marked read or deleted through the
+//!   api is served by the primary for twice the bound after it (a key in
+//!   Redis, so every api node knows, set before the write and again after
+//!   it), so a page read right after `read-all` shows it. If Redis cannot be
+//!   asked, the primary serves. Marks made over a socket and new
+//!   notifications do not set it: a page read within the bound after them
+//!   may lack them (the socket has delivered them already).
 //! - Only the feed page and unread counts go to the replica. Catch-ups on
 //!   the gateways stay on the primary: a client resuming after an id must
 //!   get every row committed so far, or it would take a gap for the end.
@@ -148,14 +152,14 @@ impl Replica {
     async fn check(&self, primary: &DbPool) -> bool {
         let beat = async {
             let mut conn = pool::get(primary).await?;
-            notify_store::heartbeat::beat(&mut conn, notify_store::now()).await
+            notify_store::heartbeat::beat(&mut conn).await
         };
         if let Err(error) = beat.await {
             tracing::debug!(%error, "could not write the replica heartbeat");
         }
         let measured = async {
             let mut conn = pool::get(&self.pool).await?;
-            notify_store::heartbeat::age(&mut conn, notify_store::now()).await
+            notify_store::heartbeat::age(&mut conn).await
         };
         let max_lag = chrono::TimeDelta::from_std(self.max_lag).unwrap_or(chrono::TimeDelta::MAX);
         matches!(measured.await, Ok(Some(age)) if age <= max_lag)

@@ -6,7 +6,7 @@
 //! UNWATCH) and most of Redis's CPU at everyday load. Subscribing never uses
 //! it (see the gateway's broker for the subscriber side).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ use tokio::sync::Mutex;
 
 /// How long connecting to one Redis node and one reply may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// After connecting failed, callers are refused at once for this long.
+const RETRY_CONNECT_AFTER: Duration = Duration::from_millis(500);
 
 /// Where Redis is: one server, or the seed nodes of a Redis Cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,14 +102,27 @@ enum Client {
 
 struct Shared {
     client: Client,
-    connection: Mutex<Option<Connection>>,
-    /// Set by a request that failed for lack of a connection.
-    broken: AtomicBool,
+    held: Mutex<Held>,
+    /// The generation of the connection a request found broken (failed for
+    /// lack of a connection), 0 for none: a late failure on a connection
+    /// already replaced does not throw the new one away.
+    broken: AtomicU64,
+}
+
+#[derive(Default)]
+struct Held {
+    /// The connection and its generation (counted from 1).
+    connection: Option<(u64, Connection)>,
+    generation: u64,
+    /// When connecting last failed: callers fail at once for a while
+    /// instead of each waiting for its own attempt while Redis is away.
+    failed_at: Option<std::time::Instant>,
 }
 
 /// A handle on the shared connection.
 pub struct RedisConnection {
     connection: Connection,
+    generation: u64,
     shared: Arc<Shared>,
 }
 
@@ -139,8 +154,8 @@ pub fn build_pool(target: &RedisTarget) -> Result<RedisPool, BusError> {
     Ok(RedisPool {
         shared: Arc::new(Shared {
             client,
-            connection: Mutex::new(None),
-            broken: AtomicBool::new(false),
+            held: Mutex::new(Held::default()),
+            broken: AtomicU64::new(0),
         }),
         target: target.clone(),
     })
@@ -151,22 +166,42 @@ impl RedisPool {
     /// unavailable.
     pub async fn get(&self) -> Result<RedisConnection, BusError> {
         let shared = &self.shared;
-        let mut held = shared.connection.lock().await;
-        if shared.broken.swap(false, Ordering::Relaxed) {
-            *held = None;
+        let mut held = shared.held.lock().await;
+        let broken = shared.broken.load(Ordering::Relaxed);
+        if matches!(held.connection, Some((generation, _)) if generation == broken) {
+            held.connection = None;
         }
-        let connection = match held.as_ref() {
-            Some(connection) => connection.clone(),
-            None => {
-                let connection = tokio::time::timeout(CALL_TIMEOUT * 2, shared.connect())
-                    .await
-                    .map_err(|_| BusError::Unavailable("connecting timed out".into()))?
-                    .map_err(unavailable)?;
-                held.insert(connection).clone()
+        if let Some((generation, connection)) = &held.connection {
+            return Ok(RedisConnection {
+                connection: connection.clone(),
+                generation: *generation,
+                shared: shared.clone(),
+            });
+        }
+        if held
+            .failed_at
+            .is_some_and(|at| at.elapsed() < RETRY_CONNECT_AFTER)
+        {
+            return Err(BusError::Unavailable("Redis is away".into()));
+        }
+        let connected = tokio::time::timeout(CALL_TIMEOUT * 2, shared.connect())
+            .await
+            .map_err(|_| BusError::Unavailable("connecting timed out".into()))
+            .and_then(|result| result.map_err(unavailable));
+        let connection = match connected {
+            Ok(connection) => connection,
+            Err(error) => {
+                held.failed_at = Some(std::time::Instant::now());
+                return Err(error);
             }
         };
+        held.failed_at = None;
+        held.generation += 1;
+        let generation = held.generation;
+        held.connection = Some((generation, connection.clone()));
         Ok(RedisConnection {
             connection,
+            generation,
             shared: shared.clone(),
         })
     }
@@ -204,6 +239,7 @@ impl Clone for RedisConnection {
     fn clone(&self) -> Self {
         Self {
             connection: self.connection.clone(),
+            generation: self.generation,
             shared: self.shared.clone(),
         }
     }
@@ -225,7 +261,9 @@ impl Shared {
         }
     }
 
-    fn note<T>(&self, result: &redis::RedisResult<T>) {
+    /// Marks connection `generation` broken when `result` failed for lack
+    /// of a connection.
+    fn note<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
         if let Err(error) = result {
             if error.is_io_error()
                 || error.is_connection_dropped()
@@ -233,7 +271,7 @@ impl Shared {
                 || error.is_timeout()
                 || error.is_unrecoverable_error()
             {
-                self.broken.store(true, Ordering::Relaxed);
+                self.broken.store(generation, Ordering::Relaxed);
             }
         }
     }
@@ -246,7 +284,7 @@ impl ConnectionLike for RedisConnection {
                 Connection::Single(conn) => conn.req_packed_command(cmd).await,
                 Connection::Cluster(conn) => conn.req_packed_command(cmd).await,
             };
-            self.shared.note(&result);
+            self.shared.note(self.generation, &result);
             result
         })
     }
@@ -262,7 +300,7 @@ impl ConnectionLike for RedisConnection {
                 Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count).await,
                 Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count).await,
             };
-            self.shared.note(&result);
+            self.shared.note(self.generation, &result);
             result
         })
     }

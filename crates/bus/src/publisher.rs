@@ -291,13 +291,12 @@ pub async fn publish_now<'a>(
     pool: &RedisPool,
     events: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), String> {
-    let conn = pool.get().await.map_err(|e| e.to_string())?;
     if !pool.target().is_cluster() {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
         let mut pipe = redis::pipe();
         for (channel, payload) in events {
             pool.publish_in(&mut pipe, channel, payload).ignore();
         }
-        let mut conn = conn;
         return pipe
             .query_async::<()>(&mut conn)
             .await
@@ -310,9 +309,29 @@ pub async fn publish_now<'a>(
             .or_insert_with(redis::pipe);
         pool.publish_in(pipe, channel, payload).ignore();
     }
+    // A slot whose pipeline failed is tried again on its own (its master
+    // may be failing over), so the slots already published are not sent
+    // twice by a retry of the whole call.
     let sends = by_slot.into_values().map(|pipe| {
-        let mut conn = conn.clone();
-        async move { pipe.query_async::<()>(&mut conn).await }
+        let pool = pool.clone();
+        async move {
+            let mut attempt = 1;
+            loop {
+                let result = match pool.get().await {
+                    Ok(mut conn) => pipe.query_async::<()>(&mut conn).await,
+                    Err(error) => Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no Redis connection",
+                        error.to_string(),
+                    ))),
+                };
+                if result.is_ok() || attempt == SLOT_ATTEMPTS {
+                    return result;
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     });
     futures_util::future::join_all(sends)
         .await
@@ -321,6 +340,9 @@ pub async fn publish_now<'a>(
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
+
+/// Tries of one slot's pipeline within one [`publish_now`] on a cluster.
+const SLOT_ATTEMPTS: u32 = 3;
 
 /// Resolves once stopping is asked for (or the sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {

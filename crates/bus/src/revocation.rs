@@ -65,19 +65,29 @@ pub async fn check(
     iat: Option<u64>,
 ) -> Result<Option<Revoked>, BusError> {
     let mut conn = crate::pool::conn(pool).await?;
+    // On a single Redis, also the names revocations had before the keys
+    // moved into the shared slot, so a revocation made by an earlier
+    // version still holds until it expires (a cluster never had them).
+    let legacy = !pool.target().is_cluster();
+    // Without a jti the token key asked for is one nobody sets.
+    let jti_key = jti.unwrap_or_default();
     let mut pipe = redis::pipe();
-    pipe.get(names.revoked_user(user));
-    if let Some(jti) = jti {
-        pipe.exists(names.revoked_token(jti));
+    pipe.get(names.revoked_user(user))
+        .exists(names.revoked_token(jti_key));
+    if legacy {
+        pipe.get(names.legacy_revoked_user(user))
+            .exists(names.legacy_revoked_token(jti_key));
     }
-    let (disconnected_at, jti_revoked): (Option<u64>, Option<bool>) = if jti.is_some() {
+    let (at, revoked, legacy_at, legacy_revoked): (Option<u64>, bool, Option<u64>, bool) = if legacy
+    {
+        pipe.query_async(&mut conn).await.map_err(unavailable)?
+    } else {
         let (at, revoked): (Option<u64>, bool) =
             pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        (at, Some(revoked))
-    } else {
-        let (at,): (Option<u64>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        (at, None)
+        (at, revoked, None, false)
     };
+    let disconnected_at = at.max(legacy_at);
+    let jti_revoked = jti.map(|_| revoked || legacy_revoked);
     if jti_revoked == Some(true) {
         return Ok(Some(Revoked::Token));
     }
@@ -159,6 +169,48 @@ mod tests {
         assert!(v.verify(&token(exp)).await.is_ok(), "accepted now");
         assert!(v.verify(&token(exp + 2)).await.is_err(), "the longest");
         exp + v.leeway().as_secs() - now
+    }
+
+    /// Revocations an earlier version stored under the old names (before the
+    /// shared slot) still refuse their tokens on a single Redis.
+    #[tokio::test]
+    async fn revocations_under_the_old_names_still_hold() {
+        let (pool, names) = redis();
+        assert_eq!(
+            check(&pool, &names, "ann", Some("j1"), Some(10))
+                .await
+                .unwrap(),
+            None
+        );
+        let mut conn = crate::pool::conn(&pool).await.unwrap();
+        redis::pipe()
+            .set_ex(names.legacy_revoked_user("ann"), 20, 60)
+            .set_ex(names.legacy_revoked_token("j2"), 1, 60)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            check(&pool, &names, "ann", Some("j1"), Some(10))
+                .await
+                .unwrap(),
+            Some(Revoked::User)
+        );
+        assert_eq!(
+            check(&pool, &names, "ann", Some("j1"), Some(30))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            check(&pool, &names, "bob", Some("j2"), Some(30))
+                .await
+                .unwrap(),
+            Some(Revoked::Token)
+        );
+        assert_eq!(
+            check(&pool, &names, "bob", None, Some(30)).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

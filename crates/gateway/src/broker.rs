@@ -46,6 +46,10 @@ pub enum Link {
     Cluster {
         connection: ClusterConnection,
         pushes: mpsc::UnboundedReceiver<PushInfo>,
+        /// Confirmations still due for our own SUNSUBSCRIBEs, by channel:
+        /// they arrive as the same pushes as a subscription the server
+        /// dropped, and must not be taken for one.
+        unsubscribing: HashMap<String, u32>,
     },
 }
 
@@ -89,7 +93,11 @@ impl Broker {
                 })
                 .map_err(|e| e.to_string())?;
                 let connection = timed(client.get_async_connection()).await?;
-                let mut link = Link::Cluster { connection, pushes };
+                let mut link = Link::Cluster {
+                    connection,
+                    pushes,
+                    unsubscribing: HashMap::new(),
+                };
                 // Every master in the slot map must answer before anything
                 // is subscribed: a subscription whose master is down would
                 // be sent to another node, and a replica accepts it, only
@@ -141,7 +149,11 @@ impl Link {
                 Some(message) => Ok(Incoming::Message(message)),
                 None => Err("connection closed".into()),
             },
-            Self::Cluster { pushes, .. } => loop {
+            Self::Cluster {
+                pushes,
+                unsubscribing,
+                ..
+            } => loop {
                 let Some(push) = pushes.recv().await else {
                     return Err("cluster connection closed".into());
                 };
@@ -155,10 +167,16 @@ impl Link {
                         return Err("lost the connection to a cluster node".into())
                     }
                     PushKind::SUnsubscribe => {
-                        if let Some(redis::Value::BulkString(name)) = push.data.first() {
-                            return Ok(Incoming::Dropped(
-                                String::from_utf8_lossy(name).into_owned(),
-                            ));
+                        let Some(redis::Value::BulkString(name)) = push.data.first() else {
+                            continue;
+                        };
+                        let name = String::from_utf8_lossy(name).into_owned();
+                        match unsubscribing.get_mut(&name) {
+                            Some(due) if *due > 1 => *due -= 1,
+                            Some(_) => {
+                                unsubscribing.remove(&name);
+                            }
+                            None => return Ok(Incoming::Dropped(name)),
                         }
                     }
                     // Confirmations of our own (re)subscriptions.

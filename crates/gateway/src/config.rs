@@ -208,7 +208,7 @@ impl Config {
             redis_cluster_nodes: optional("REDIS_CLUSTER_NODES").unwrap_or_default(),
             database_url: required("DATABASE_URL")?,
             jwt: jwt_config()?,
-            channel_prefix: optional("CHANNEL_PREFIX").unwrap_or_default(),
+            channel_prefix: channel_prefix()?,
             allowed_origins: optional("ALLOWED_ORIGINS").map(|list| {
                 list.split(',')
                     .map(|o| o.trim().trim_end_matches('/').to_owned())
@@ -267,4 +267,15 @@ impl Config {
                 .unwrap_or(NotificationEvent::NewNotification),
         })
     }
+}
+
+/// `CHANNEL_PREFIX`, which must not contain a hash tag's braces: they would
+/// move every name into one Redis Cluster slot, or split a topic from its
+/// snapshot.
+fn channel_prefix() -> anyhow::Result<String> {
+    let prefix = optional("CHANNEL_PREFIX").unwrap_or_default();
+    if !notify_protocol::ChannelNames::valid_prefix(&prefix) {
+        anyhow::bail!("CHANNEL_PREFIX must not contain '{{' or '}}'");
+    }
+    Ok(prefix)
 }

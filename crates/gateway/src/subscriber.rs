@@ -139,7 +139,10 @@ impl Subscriber {
                         self.dispatch(&message);
                     }
                     Incoming::Dropped(name) => {
-                        if held.iter().any(|channel| channel.name(&self.channels) == name) {
+                        let ours = name == self.channels.control()
+                            || name == self.channels.presence_changes()
+                            || held.iter().any(|channel| channel.name(&self.channels) == name);
+                        if ours {
                             return Err(format!("Redis dropped the subscription to {name}"));
                         }
                     }

@@ -54,6 +54,11 @@ impl Default for ChannelNames {
 }
 
 impl ChannelNames {
+    /// Whether `prefix` keeps the slot layout: no hash tag braces.
+    pub fn valid_prefix(prefix: &str) -> bool {
+        !prefix.contains(['{', '}'])
+    }
+
     pub fn new(prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         Self {
@@ -176,6 +181,18 @@ impl ChannelNames {
         format!("{}revoked:user:{user_id}", self.shared)
     }
 
+    /// Where versions before the Redis Cluster layout kept a user's
+    /// revocation (still read on a single Redis until such keys expire).
+    pub fn legacy_revoked_user(&self, user_id: &str) -> String {
+        format!("{}revoked:user:{user_id}", self.prefix)
+    }
+
+    /// Where versions before the Redis Cluster layout kept a token's
+    /// revocation.
+    pub fn legacy_revoked_token(&self, jti: &str) -> String {
+        format!("{}revoked:jti:{jti}", self.prefix)
+    }
+
     /// Set while the token with this `jti` is refused.
     pub fn revoked_token(&self, jti: &str) -> String {
         format!("{}revoked:jti:{jti}", self.shared)
@@ -210,6 +227,8 @@ mod tests {
         assert_eq!(names.topic("space:42"), "t1:topic:{space:42}");
         assert_eq!(names.snapshot("space:42"), "t1:snapshot:{space:42}");
         assert_eq!(names.nodes(), "t1:{notify}nodes");
+        assert!(ChannelNames::valid_prefix("t1:"));
+        assert!(!ChannelNames::valid_prefix("t{1}:"));
         assert_eq!(
             names.parse(&names.presence_changes()),
             Some(Audience::Presence)

@@ -14,6 +14,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether InnoDB chose this transaction as a deadlock's victim (1213):
+    /// it was rolled back at once, and running it again is what the server
+    /// asks for.
+    pub fn is_deadlock(&self) -> bool {
+        match self {
+            StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                info.message().starts_with("Deadlock found")
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }

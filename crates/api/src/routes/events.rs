@@ -79,7 +79,10 @@ async fn publish(
     };
     // A retained event replaces the snapshot and is published in one
     // transaction (the topic's channel and snapshot share a slot). Other
-    // events go out as one pipeline per slot (at most 1,000 publishes).
+    // events go out as one pipeline (on a cluster one per slot, each tried
+    // again on its own), at most 1,000 publishes. A failure that remains
+    // answers 503 and may have reached some users: a retry reaches them
+    // again under a new id.
     if let Some(key) = &retain {
         return redis_call(state, "publish an event", async |mut conn| {
             let mut pipe = redis::pipe();

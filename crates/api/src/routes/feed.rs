@@ -79,6 +79,8 @@ pub async fn read_one(
     }
     let unread_count = Notification::unread_count(&mut conn, &user).await?;
     drop(conn);
+    // Again after the commit, in case the write outlasted the first mark.
+    state.reads.wrote(&state, &user).await;
     if outcome == ReadOutcome::Marked {
         state.publish(&user, &Event::Read { ids: vec![id] });
     }
@@ -99,6 +101,7 @@ pub async fn read_all(
         Notification::mark_all_read(&mut conn, &user, notify_store::now()).await?;
     let unread_count = Notification::unread_count(&mut conn, &user).await?;
     drop(conn);
+    state.reads.wrote(&state, &user).await;
     if let (true, Some(up_to)) = (updated > 0, up_to) {
         state.publish(&user, &Event::ReadAll { up_to });
     }
@@ -121,6 +124,7 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     drop(conn);
+    state.reads.wrote(&state, &user).await;
     state.publish(&user, &Event::Deleted { ids: vec![id] });
     Ok(HttpResponse::NoContent().finish())
 }

@@ -155,3 +155,21 @@ fn jwt_leeway_is_bounded() {
     let (ok, stderr) = run_with(&["token", "alice"], &[secret, ("JWT_LEEWAY_SECS", "300")]);
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn a_channel_prefix_with_hash_tag_braces_stops_the_process() {
+    let (ok, stderr) = run_with(
+        &[],
+        &[
+            ("DATABASE_URL", "mysql://root@127.0.0.1:1/x"),
+            ("JWT_SECRET", "0123456789abcdef0123"),
+            ("WEBHOOK_API_KEYS", API_KEY),
+            ("CHANNEL_PREFIX", "app{1}:"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("CHANNEL_PREFIX must not contain '{' or '}'"),
+        "{stderr}"
+    );
+}
