@@ -25,7 +25,7 @@ finish() {
 trap finish EXIT
 bench_cluster_up
 
-COUNTERS="'Com_begin','Com_commit','Com_select','Com_insert','Com_update','Com_delete','Com_stmt_execute','Questions','Innodb_data_fsyncs'"
+COUNTERS="'Com_begin','Com_commit','Com_select','Com_insert','Com_update','Com_delete','Com_stmt_execute','Com_stmt_prepare','Com_stmt_close','Questions','Innodb_data_fsyncs'"
 snap() { mysql -h127.0.0.1 -uroot -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ($COUNTERS)" | sort; }
 run() {
   JWT_SECRET=$SAVED_JWT_SECRET API_KEY=${SAVED_WEBHOOK_API_KEYS%%,*} \
